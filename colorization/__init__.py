@@ -1,0 +1,8 @@
+"""Photo colorization: pix2pix in CIE Lab, with Prefect flows around it."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("colorization")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"

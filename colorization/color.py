@@ -1,0 +1,101 @@
+"""CIE Lab conversion for batched tensors, and the one home of the normalisation.
+
+Convention (DESIGN.md): D65 white point, sRGB companding, as scikit-image. The network sees
+L in [-1, 1] (L / 50 - 1) and ab in [-1, 1] (ab / 110, clamped). kornia does the colour
+maths on any device; this module owns the scaling and the image <-> tensor helpers.
+"""
+
+from __future__ import annotations
+
+import io
+
+import kornia.color
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+# Normalisation constants: the only place they are defined.
+L_CENTER = 50.0  # L in [0, 100] -> L / 50 - 1 in [-1, 1]
+AB_SCALE = 110.0  # sRGB spans a in [-86, 98], b in [-108, 95] -> ab / 110, clamped to [-1, 1]
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1], [B, 3, H, W] (or [3, H, W]) -> Lab with L in [0, 100], same shape."""
+    return kornia.color.rgb_to_lab(rgb.float())
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """Lab [B, 3, H, W] -> sRGB in [0, 1]; out-of-gamut colours are clipped."""
+    return kornia.color.lab_to_rgb(lab.float(), clip=True)
+
+
+def normalize_l(l_channel: torch.Tensor) -> torch.Tensor:
+    """L in [0, 100] -> [-1, 1]."""
+    return l_channel / L_CENTER - 1.0
+
+
+def denormalize_l(l_norm: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> L in [0, 100]."""
+    return (l_norm + 1.0) * L_CENTER
+
+
+def normalize_ab(ab: torch.Tensor) -> torch.Tensor:
+    """ab in Lab units -> [-1, 1], clamped (sRGB never exceeds 110; other inputs might)."""
+    return (ab / AB_SCALE).clamp(-1.0, 1.0)
+
+
+def denormalize_ab(ab_norm: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] (clamped first, so a network's overshoot stays bounded) -> ab in Lab units."""
+    return ab_norm.clamp(-1.0, 1.0) * AB_SCALE
+
+
+def rgb_to_model_input(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sRGB [B, 3, H, W] in [0, 1] -> (L [B, 1, H, W], ab [B, 2, H, W]), both normalised."""
+    lab = rgb_to_lab(rgb)
+    return normalize_l(lab[:, :1]), normalize_ab(lab[:, 1:])
+
+
+def model_output_to_rgb(l_norm: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
+    """Normalised L [B, 1, H, W] and ab [B, 2, H, W] -> sRGB [B, 3, H, W] in [0, 1]."""
+    lab = torch.cat([denormalize_l(l_norm), denormalize_ab(ab_norm)], dim=1)
+    return lab_to_rgb(lab)
+
+
+def load_image(data: bytes, *, name: str = "<bytes>") -> Image.Image:
+    """Decode image bytes to an RGB PIL image, honouring EXIF orientation.
+
+    Raises ValueError naming `name` when the bytes are not a readable image.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            if img.mode in _SIXTEEN_BIT_MODES:
+                # 16-bit grey scans: Pillow's convert would clip at 255; scale to 8 bits.
+                high_bits = np.asarray(img).astype(np.uint32) >> 8
+                img = Image.fromarray(high_bits.clip(0, 255).astype(np.uint8))
+            return img.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{name}: not a readable image ({exc})") from exc
+
+
+def image_to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image -> float sRGB tensor [3, H, W] in [0, 1]."""
+    array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0  # [H, W, 3]
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def tensor_to_image(rgb: torch.Tensor) -> Image.Image:
+    """Float sRGB tensor [3, H, W] in [0, 1] -> 8-bit PIL image (rounded, not truncated)."""
+    array = (rgb.detach().clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), mode="RGB")
+
+
+def encode_image(img: Image.Image, *, suffix: str, quality: int) -> bytes:
+    """Encode a PIL image for the file suffix ('.jpg', '.png', ...)."""
+    fmt = Image.registered_extensions().get(suffix.lower(), "PNG")
+    buffer = io.BytesIO()
+    options = {"quality": quality} if fmt == "JPEG" else {}
+    img.save(buffer, format=fmt, **options)
+    return buffer.getvalue()

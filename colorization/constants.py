@@ -1,0 +1,36 @@
+"""Named constants of the pipeline, in one place.
+
+The Lab normalisation constants live in `colorization.color`, their one home.
+"""
+
+from __future__ import annotations
+
+# Environment variable naming the default storage root; every default below derives from it.
+HOME_ENV = "COLORIZATION_HOME"
+DEFAULT_HOME = "~/.colorization"
+
+# Folders (or key prefixes) under the storage root.
+DATASETS_DIR = "datasets"
+MODELS_DIR = "models"
+RUNS_DIR = "runs"
+CHAMPION_POINTER = "champion"
+
+# Dataset preparation: the product recipe samples 10,000 COCO images, 8,000 / 2,000.
+DEFAULT_SEED = 0
+DEFAULT_SAMPLE_SIZE = 10_000
+DEFAULT_VAL_FRACTION = 0.2
+DEFAULT_IMAGE_SIZE = 256
+DEFAULT_SHARD_SIZE = 1_000  # samples per tar shard
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Photos whose mean Lab chroma is below this are treated as grayscale / sepia and filtered out.
+MIN_MEAN_CHROMA = 3.0
+
+# pix2pix training recipe (Isola et al. 2017).
+LEARNING_RATE = 2e-4
+ADAM_BETAS = (0.5, 0.999)
+L1_WEIGHT = 100.0
+DEFAULT_BATCH_SIZE = 16
+
+# Inference.
+DEFAULT_INFERENCE_BATCH = 8
+OUTPUT_JPEG_QUALITY = 95

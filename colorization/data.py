@@ -1,0 +1,106 @@
+"""Torch datasets and loaders over a snapshot's Lab shards.
+
+Shards of a local snapshot are read in place; shards in S3 are fetched once into a local
+cache (checked against the manifest's sha256) and streamed from there by WebDataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader
+
+from colorization import color, storage
+from colorization.shards import lab_tensor, read_manifest
+
+logger = logging.getLogger(__name__)
+
+_SHUFFLE_BUFFER = 1_000  # samples held for shuffling; ~0.4 GB at 256 px in float16
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """How batches are drawn from one split."""
+
+    batch_size: int
+    shuffle: bool = True
+    augment: bool = True  # random horizontal flips
+    num_workers: int = 0
+    seed: int = 0
+
+
+def cache_dir() -> Path:
+    """Local cache for shards fetched from object storage."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "colorization" / "shards"
+
+
+def local_shards(dataset: str, split: str) -> list[str]:
+    """Local file paths of one split's shards, downloading remote ones when needed."""
+    manifest = read_manifest(dataset)
+    if split not in manifest["splits"]:
+        raise ValueError(f"{dataset}: no split {split!r}; has {sorted(manifest['splits'])}")
+    files = []
+    for shard in manifest["splits"][split]["shards"]:
+        url = storage.join(dataset, shard["name"])
+        if not storage.is_remote(url):
+            files.append(storage.local_path(url))
+            continue
+        target = cache_dir() / shard["sha256"][:2] / f"{shard['sha256']}.tar"
+        if not target.exists() or _sha256(target) != shard["sha256"]:
+            logger.info("fetching %s", url)
+            storage.download(url, target)
+            if _sha256(target) != shard["sha256"]:
+                target.unlink()
+                raise ValueError(f"{url}: checksum does not match the manifest")
+        files.append(str(target))
+    return files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _to_pair(sample: dict, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoded sample -> (L [1, S, S], ab [2, S, S]), both normalised to [-1, 1]."""
+    lab = lab_tensor(sample["lab.npy"])  # [3, S, S]
+    if augment and torch.rand(()) < 0.5:
+        lab = lab.flip(-1)
+    return color.normalize_l(lab[:1]), color.normalize_ab(lab[1:])
+
+
+def split_dataset(dataset: str, split: str, config: LoaderConfig) -> wds.WebDataset:
+    """An iterable dataset of (L, ab) pairs over one split: one pass is one epoch."""
+    files = local_shards(dataset, split)
+    pipeline = wds.WebDataset(
+        files,
+        shardshuffle=len(files) if config.shuffle else False,
+        nodesplitter=wds.split_by_node,
+        empty_check=False,
+        seed=config.seed,
+    )
+    if config.shuffle:
+        pipeline = pipeline.shuffle(_SHUFFLE_BUFFER, seed=config.seed)
+    augment = config.augment
+    return pipeline.decode().map(lambda sample: _to_pair(sample, augment))
+
+
+def make_loader(dataset: str, split: str, config: LoaderConfig) -> DataLoader:
+    """A DataLoader yielding (L [B, 1, S, S], ab [B, 2, S, S]) batches."""
+    return DataLoader(
+        split_dataset(dataset, split, config),
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=config.num_workers > 0,
+    )

@@ -1,0 +1,143 @@
+"""Named model builders, and the spec that names one in configs and model cards.
+
+Registering an architecture is one line: a name mapped to a callable that takes
+keyword options and returns an ``nn.Module`` (usually a ``functools.partial`` of
+the class with that variant's defaults).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from colorization.models.patchgan import PatchDiscriminator
+from colorization.models.unet import UNetGenerator
+
+__all__ = [
+    "DEFAULT_DISCRIMINATOR",
+    "DEFAULT_GENERATOR",
+    "DISCRIMINATORS",
+    "GENERATORS",
+    "ModelSpec",
+    "build_discriminator",
+    "build_generator",
+    "init_pix2pix_weights",
+]
+
+DEFAULT_GENERATOR = "unet_256"
+DEFAULT_DISCRIMINATOR = "patchgan_70"
+
+GENERATORS: dict[str, Callable[..., nn.Module]] = {
+    "unet_256": partial(UNetGenerator, num_downs=8, base_channels=64),
+    "unet_128": partial(UNetGenerator, num_downs=7, base_channels=64),
+}
+
+DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
+    "patchgan_70": partial(PatchDiscriminator, n_layers=3, base_channels=64),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered architecture name plus keyword options overriding its defaults."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Own a copy, so mutating the caller's dict later cannot change this spec.
+        object.__setattr__(self, "options", dict(self.options))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"name": ..., "options": {...}}``."""
+        return {"name": self.name, "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
+        """Inverse of :meth:`to_dict`; rejects missing names and unknown keys."""
+        unknown = set(data) - {"name", "options"}
+        if unknown:
+            raise ValueError(f"unknown ModelSpec keys: {sorted(unknown)}")
+        if not isinstance(data.get("name"), str):
+            raise ValueError(f"ModelSpec needs a string 'name', got {data.get('name')!r}")
+        return cls(name=data["name"], options=dict(data.get("options") or {}))
+
+
+def init_pix2pix_weights(model: nn.Module, generator: torch.Generator | None = None) -> None:
+    """pix2pix ``init_weights(init_type="normal", gain=0.02)``, in place.
+
+    Conv / ConvTranspose / Linear weights ~ N(0, 0.02), BatchNorm weights ~ N(1, 0.02),
+    all biases 0. ``generator`` None draws from torch's global RNG.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.normal_(module.weight, 0.0, 0.02, generator=generator)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.normal_(module.weight, 1.0, 0.02, generator=generator)
+            else:
+                continue
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def build_generator(spec: ModelSpec | None = None, *, seed: int | None = None) -> nn.Module:
+    """Build and initialise a generator; ``None`` means ``ModelSpec(DEFAULT_GENERATOR)``."""
+    return _build(GENERATORS, "generator", spec or ModelSpec(DEFAULT_GENERATOR), seed)
+
+
+def build_discriminator(spec: ModelSpec | None = None, *, seed: int | None = None) -> nn.Module:
+    """Build and initialise a discriminator; ``None`` means ``ModelSpec(DEFAULT_DISCRIMINATOR)``."""
+    return _build(DISCRIMINATORS, "discriminator", spec or ModelSpec(DEFAULT_DISCRIMINATOR), seed)
+
+
+def _build(
+    registry: Mapping[str, Callable[..., nn.Module]], kind: str, spec: ModelSpec, seed: int | None
+) -> nn.Module:
+    """Look up, check options, construct, initialise.
+
+    With a seed the weights come from a local ``torch.Generator`` and the global
+    RNG state is restored afterwards (module constructors draw their own default
+    init from it), so seeded builds neither depend on nor disturb other code's
+    randomness. A model that must not get the generic init (e.g. one holding
+    pretrained weights) can define ``init_weights(generator)`` to do its own.
+    """
+    if spec.name not in registry:
+        raise ValueError(f"unknown {kind} {spec.name!r}; known: {', '.join(sorted(registry))}")
+    factory = registry[spec.name]
+    _check_options(factory, spec, kind)
+
+    if seed is None:
+        model = factory(**spec.options)
+        _initialise(model, None)
+        return model
+    with torch.random.fork_rng(devices=[]):
+        model = factory(**spec.options)
+    _initialise(model, torch.Generator().manual_seed(seed))
+    return model
+
+
+def _initialise(model: nn.Module, generator: torch.Generator | None) -> None:
+    custom = getattr(model, "init_weights", None)
+    if callable(custom):
+        custom(generator)
+    else:
+        init_pix2pix_weights(model, generator)
+
+
+def _check_options(factory: Callable[..., nn.Module], spec: ModelSpec, kind: str) -> None:
+    """Name an unknown option up front rather than let a constructor fail obscurely."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the factory takes **kwargs: it validates itself
+    unknown = sorted(set(spec.options) - set(params))
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {unknown} for {kind} {spec.name!r}; accepted: {', '.join(sorted(params))}"
+        )

@@ -1,0 +1,22 @@
+"""Flow: metrics of a model version on a dataset's validation split, into its card."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+
+from colorization.evaluate import EvalConfig, evaluate_model
+
+
+@task(retries=1, retry_delay_seconds=5)
+def evaluate_model_task(model: str, dataset: str, config: EvalConfig) -> dict[str, float]:
+    return evaluate_model(model, dataset=dataset, config=config)
+
+
+@flow(name="evaluate")
+def evaluate(model: str, dataset: str, split: str = "val", batch_size: int = 16,
+             device: str = "auto") -> dict[str, float]:
+    """Evaluate `model` (id or URL) on `dataset`; returns the metrics."""
+    result = evaluate_model_task(model, dataset,
+                                 EvalConfig(split=split, batch_size=batch_size, device=device))
+    get_run_logger().info("metrics of %s: %s", model, result)
+    return result

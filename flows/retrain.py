@@ -1,0 +1,53 @@
+"""Flow: prepare data -> train both stages -> evaluate -> promote. The weekly schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+
+from colorization import registry
+from colorization.constants import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_SAMPLE_SIZE,
+    DEFAULT_SEED,
+)
+from colorization.models import DEFAULT_GENERATOR
+from flows.evaluate import evaluate
+from flows.prepare_data import prepare_data
+from flows.train import train
+
+
+@task
+def promote_if_none_task(model_id: str) -> bool:
+    return registry.promote_if_none(model_id)
+
+
+@flow(name="retrain")
+def retrain(
+    source: str,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    seed: int = DEFAULT_SEED,
+    generator: str = DEFAULT_GENERATOR,
+    generator_options: dict[str, Any] | None = None,
+    pretrain_epochs: int = 10,
+    gan_epochs: int = 10,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """The whole chain; returns dataset, model id, metrics and whether it was promoted."""
+    dataset = prepare_data(source=source, sample_size=sample_size, image_size=image_size,
+                           seed=seed)
+    trained = train(dataset=dataset, generator=generator, generator_options=generator_options,
+                    pretrain_epochs=pretrain_epochs, gan_epochs=gan_epochs,
+                    batch_size=batch_size, device=device, seed=seed)
+    model_id = trained["model_id"]
+    metrics = evaluate(model=model_id, dataset=dataset, device=device)
+    promoted = promote_if_none_task(model_id)
+    get_run_logger().info("model %s %s", model_id,
+                          "promoted to champion" if promoted else "kept as a candidate")
+    return {"dataset": dataset, "model_id": model_id, "metrics": metrics,
+            "promoted": promoted, "stages": {k: v for k, v in trained.items()
+                                             if k != "model_id"}}

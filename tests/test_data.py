@@ -1,0 +1,80 @@
+"""Loaders over Lab shards: normalised pairs, whole epochs, seeded shuffling, S3 cache."""
+
+from __future__ import annotations
+
+import torch
+
+from colorization import color, storage
+from colorization.data import LoaderConfig, cache_dir, local_shards, make_loader
+from colorization.shards import PrepareConfig, prepare_dataset, read_manifest
+
+
+def _epoch(dataset: str, split: str, config: LoaderConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = list(make_loader(dataset, split, config))
+    return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+
+def test_one_epoch_yields_every_sample_once_normalised(tiny_dataset):
+    l_norm, ab = _epoch(tiny_dataset, "train", LoaderConfig(batch_size=5, shuffle=False,
+                                                            augment=False))
+    assert l_norm.shape == (32, 1, 32, 32) and ab.shape == (32, 2, 32, 32)
+    assert l_norm.min() >= -1 and l_norm.max() <= 1 and ab.abs().max() <= 1
+    # Normalised values decode back to plausible photos: L spans dark to light.
+    lightness = color.denormalize_l(l_norm)
+    assert lightness.min() < 20 and lightness.max() > 80
+    # Every sample exactly once: the per-image mean lightness values are all distinct.
+    means = lightness.mean(dim=(1, 2, 3))
+    assert len(set(means.tolist())) == 32
+
+
+def test_shuffle_is_seeded_and_keeps_the_same_samples(tiny_dataset):
+    plain, _ = _epoch(tiny_dataset, "train", LoaderConfig(batch_size=8, shuffle=False,
+                                                         augment=False))
+    first, _ = _epoch(tiny_dataset, "train", LoaderConfig(batch_size=8, seed=1, augment=False))
+    again, _ = _epoch(tiny_dataset, "train", LoaderConfig(batch_size=8, seed=1, augment=False))
+    other, _ = _epoch(tiny_dataset, "train", LoaderConfig(batch_size=8, seed=2, augment=False))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other) and not torch.equal(first, plain)
+    key = lambda batch: sorted(batch.mean(dim=(1, 2, 3)).tolist())  # noqa: E731
+    assert key(first) == key(plain)
+
+
+def test_augmentation_flips_horizontally(tiny_dataset):
+    torch.manual_seed(0)
+    plain, plain_ab = _epoch(tiny_dataset, "val", LoaderConfig(batch_size=8, shuffle=False,
+                                                               augment=False))
+    flipped, flipped_ab = _epoch(tiny_dataset, "val", LoaderConfig(batch_size=8, shuffle=False,
+                                                                   augment=True))
+    same = [torch.equal(a, b) for a, b in zip(plain, flipped)]
+    mirrored = [torch.equal(a.flip(-1), b) for a, b in zip(plain, flipped)]
+    assert all(s or m for s, m in zip(same, mirrored))
+    assert any(mirrored) and not all(mirrored)
+    for index, was_mirrored in enumerate(mirrored):
+        expected = plain_ab[index].flip(-1) if was_mirrored else plain_ab[index]
+        assert torch.equal(flipped_ab[index], expected)
+
+
+def test_remote_shards_are_cached_and_verified(s3_bucket, fixture_photos):
+    for photo in sorted(fixture_photos.glob("*.jpg"))[:5]:
+        storage.upload(photo, storage.join(s3_bucket, "photos", photo.name))
+    dataset = prepare_dataset(PrepareConfig(source=storage.join(s3_bucket, "photos"),
+                                            output=storage.join(s3_bucket, "snap"),
+                                            image_size=16, val_fraction=0.4))
+    files = local_shards(dataset, "train")
+    assert len(files) == 1 and files[0].startswith(str(cache_dir()))
+    shard = read_manifest(dataset)["splits"]["train"]["shards"][0]
+    assert storage.read_bytes(files[0]) == storage.read_bytes(storage.join(dataset,
+                                                                          shard["name"]))
+    # A corrupted cache entry is fetched again rather than trusted.
+    with open(files[0], "r+b") as handle:
+        handle.write(b"garbage")
+    assert local_shards(dataset, "train") == files
+    l_norm, _ = _epoch(dataset, "train", LoaderConfig(batch_size=2, shuffle=False))
+    assert l_norm.shape == (3, 1, 16, 16)
+
+
+def test_unknown_split_is_named(tiny_dataset):
+    import pytest
+
+    with pytest.raises(ValueError, match="'test'"):
+        local_shards(tiny_dataset, "test")
