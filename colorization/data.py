@@ -17,11 +17,11 @@ import webdataset as wds
 from torch.utils.data import DataLoader
 
 from colorization import color, storage
+from colorization.constants import SHUFFLE_BUFFER
 from colorization.shards import lab_tensor, read_manifest
 
 logger = logging.getLogger(__name__)
 
-_SHUFFLE_BUFFER = 1_000  # samples held for shuffling; ~0.4 GB at 256 px in float16
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def split_dataset(dataset: str, split: str, config: LoaderConfig) -> wds.WebData
         seed=config.seed,
     )
     if config.shuffle:
-        pipeline = pipeline.shuffle(_SHUFFLE_BUFFER, seed=config.seed)
+        pipeline = pipeline.shuffle(SHUFFLE_BUFFER, seed=config.seed)
     augment = config.augment
     return pipeline.decode().map(lambda sample: _to_pair(sample, augment))
 

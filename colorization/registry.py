@@ -17,13 +17,11 @@ import torch
 from torch import nn
 
 from colorization import __version__, paths, storage
-from colorization.constants import CHAMPION_POINTER
+from colorization.constants import CARD_NAME, CHAMPION_POINTER, WEIGHTS_NAME
 from colorization.models import ModelSpec, build_generator
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_NAME = "generator.pt"
-CARD_NAME = "card.json"
 
 
 def _root(models_root: str | None) -> str:

@@ -34,15 +34,15 @@ from colorization.constants import (
     DEFAULT_SHARD_SIZE,
     DEFAULT_VAL_FRACTION,
     IMAGE_SUFFIXES,
+    MANIFEST_NAME,
     MIN_MEAN_CHROMA,
+    READ_THREADS,
 )
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
-_READ_THREADS = 8  # overlaps object-store latency; decoding stays on the caller's thread
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def _read_all(urls: list[str]) -> Iterator[tuple[str, bytes | Exception]]:
         except OSError as exc:  # missing / unreadable object: report and go on
             return exc
 
-    with ThreadPoolExecutor(_READ_THREADS) as pool:
+    with ThreadPoolExecutor(READ_THREADS) as pool:
         yield from zip(urls, pool.map(read, urls))
 
 

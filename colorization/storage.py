@@ -26,10 +26,10 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from colorization.constants import S3_MAX_ATTEMPTS
+
 logger = logging.getLogger(__name__)
 
-S3_MAX_ATTEMPTS = 8
-"""Total attempts per S3 call (first try included) under botocore's standard retry mode."""
 
 _TMP_SUFFIX = ".tmp"
 # S3 reports a missing key as NoSuchKey (GET) or a bare 404 (HEAD, which has no body).

@@ -22,7 +22,15 @@ import torch
 from torch import nn
 
 from colorization import paths, registry, storage
-from colorization.constants import ADAM_BETAS, DEFAULT_BATCH_SIZE, L1_WEIGHT, LEARNING_RATE
+from colorization.constants import (
+    ADAM_BETAS,
+    CHECKPOINT_NAME,
+    DEFAULT_BATCH_SIZE,
+    L1_WEIGHT,
+    LEARNING_RATE,
+    LOG_EVERY_STEPS,
+    RESULT_NAME,
+)
 from colorization.data import LoaderConfig, make_loader
 from colorization.models import (
     DEFAULT_DISCRIMINATOR,
@@ -35,8 +43,6 @@ from colorization.shards import manifest_digest, read_manifest
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-RESULT_NAME = "result.json"
 
 
 @dataclass(frozen=True)
@@ -169,12 +175,16 @@ class _Trainer:
             l1 = self.l1(fake.float(), ab)
             loss_g = l1
             if self.discriminator is not None:
+                # The generator's step needs gradients through D, not for D's own weights.
+                self.discriminator.requires_grad_(False)
                 logits = self.discriminator(torch.cat([l_norm, fake], dim=1))
                 adversarial = self.bce(logits, torch.ones_like(logits))
                 loss_g = adversarial + self.config.l1_weight * l1
                 losses["adversarial"] = adversarial.item()
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
+        if self.discriminator is not None:
+            self.discriminator.requires_grad_(True)
         self.scaler.step(self.opt_g)
         self.scaler.update()
         losses.update(l1=l1.item(), loss_g=loss_g.item())
@@ -255,6 +265,9 @@ def train_stage(
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value
             batches, images, steps = batches + 1, images + l_norm.shape[0], steps + 1
+            if batches % LOG_EVERY_STEPS == 0:
+                logger.info("%s epoch %d: %d batches, l1 %.4f", config.stage, epoch + 1,
+                            batches, sums["l1"] / batches)
         if batches == 0:
             raise ValueError(f"{dataset}: the train split yielded no batches")
         seconds = time.monotonic() - started
