@@ -103,7 +103,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="colorize", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="colorize",
+        description="Colorize black-and-white photos; prepare data, train, evaluate and "
+        "promote models. Storage root: $COLORIZATION_HOME (default ~/.colorization).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {}

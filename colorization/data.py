@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -91,8 +92,8 @@ def split_dataset(dataset: str, split: str, config: LoaderConfig) -> wds.WebData
     )
     if config.shuffle:
         pipeline = pipeline.shuffle(SHUFFLE_BUFFER, seed=config.seed)
-    augment = config.augment
-    return pipeline.decode().map(lambda sample: _to_pair(sample, augment))
+    # A partial, not a lambda: it must pickle for DataLoader workers under `spawn`.
+    return pipeline.decode().map(partial(_to_pair, augment=config.augment))
 
 
 def make_loader(dataset: str, split: str, config: LoaderConfig) -> DataLoader:

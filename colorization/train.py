@@ -252,7 +252,7 @@ def train_stage(
         start_epoch, steps = payload["epoch"], payload["steps"]
         history, elapsed = json.loads(payload["history"]), payload["seconds"]
         logger.info("resuming %s at epoch %d", run_dir, start_epoch)
-    logger.info("stage %s on %s (%d train images), device %s, amp %s", config.stage, device,
+    logger.info("stage %s: %d train images, device %s, amp %s", config.stage,
                 manifest["splits"]["train"]["count"], device, trainer.amp)
     for epoch in range(start_epoch, config.epochs):
         loader = make_loader(dataset, "train", LoaderConfig(

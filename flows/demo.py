@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", default=str(FIXTURES), help="folder of colour photos")
     args = parser.parse_args(argv)
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "colorization")
     # The colorizing step runs outside any flow run; keep its logs local and quiet about it.
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

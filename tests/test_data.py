@@ -78,3 +78,13 @@ def test_unknown_split_is_named(tiny_dataset):
 
     with pytest.raises(ValueError, match="'test'"):
         local_shards(tiny_dataset, "test")
+
+
+def test_worker_processes_yield_the_same_samples(tiny_dataset):
+    config = LoaderConfig(batch_size=4, shuffle=False, augment=False)
+    single, _ = _epoch(tiny_dataset, "train", config)
+    multi, _ = _epoch(tiny_dataset, "train", LoaderConfig(batch_size=4, shuffle=False,
+                                                          augment=False, num_workers=2))
+    # Workers split the 3 shards between them, so only the order may differ.
+    key = lambda batch: sorted(batch.mean(dim=(1, 2, 3)).tolist())  # noqa: E731
+    assert multi.shape == single.shape and key(multi) == key(single)

@@ -59,3 +59,14 @@ def test_update_card_merges():
     registry.update_card(model_id, {"metrics": {"psnr": 21.5}})
     card = registry.read_card(model_id)
     assert card["metrics"] == {"psnr": 21.5} and card["stage"] == "pretrain"
+
+
+def test_versions_and_champion_in_s3(s3_bucket, monkeypatch):
+    monkeypatch.setenv("COLORIZATION_HOME", storage.join(s3_bucket, "colorization"))
+    assert paths.models_root() == storage.join(s3_bucket, "colorization/models")
+    assert registry.list_versions() == []
+    model_id = _save()
+    assert registry.promote_if_none(model_id)
+    model, card = registry.load_generator(None)
+    assert card["model_id"] == model_id and registry.resolve(None).startswith("s3://")
+    assert [c["model_id"] for c in registry.list_versions()] == [model_id]
