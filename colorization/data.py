@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -72,6 +73,24 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _forget_inherited_exit_hooks(worker_id: int) -> None:
+    """DataLoader worker init: drop the thread-exit hooks of Prefect's services.
+
+    Under a flow run, Prefect's log and event workers register `threading` exit hooks that
+    drain their (background-thread) queues. A forked worker inherits the hooks but not the
+    threads, and the drain fails at exit, so the worker dies with code 1 and the loader
+    raises. Only those hooks are removed; the worker sends nothing to Prefect.
+    """
+    hooks = getattr(threading, "_threading_atexits", None)  # CPython's list of hooks
+    if hooks:
+        hooks[:] = [hook for hook in hooks if not _is_prefect_hook(hook)]
+
+
+def _is_prefect_hook(hook: object) -> bool:
+    owner = getattr(getattr(hook, "func", hook), "__self__", None)
+    return type(owner).__module__.startswith("prefect.")
+
+
 def _to_pair(sample: dict, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoded sample -> (L [1, S, S], ab [2, S, S]), both normalised to [-1, 1]."""
     lab = lab_tensor(sample["lab.npy"])  # [3, S, S]
@@ -103,5 +122,5 @@ def make_loader(dataset: str, split: str, config: LoaderConfig) -> DataLoader:
         batch_size=config.batch_size,
         num_workers=config.num_workers,
         pin_memory=torch.cuda.is_available(),
-        persistent_workers=config.num_workers > 0,
+        worker_init_fn=_forget_inherited_exit_hooks,
     )
