@@ -120,8 +120,12 @@ def _read_all(urls: list[str]) -> Iterator[tuple[str, bytes | Exception]]:
         except OSError as exc:  # missing / unreadable object: report and go on
             return exc
 
+    # Chunks bound the memory held in read-ahead when decoding is slower than reading.
+    chunk = READ_THREADS * 4
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        yield from zip(urls, pool.map(read, urls))
+        for start in range(0, len(urls), chunk):
+            part = urls[start:start + chunk]
+            yield from zip(part, pool.map(read, part))
 
 
 def _write_split(

@@ -246,7 +246,8 @@ def train_stage(
     start_epoch, steps, history, elapsed = 0, 0, [], 0.0
     checkpoint = run_dir / CHECKPOINT_NAME
     if checkpoint.exists():
-        payload = torch.load(checkpoint, map_location=device, weights_only=True)
+        # On the CPU: the RNG state must stay a CPU tensor; load_state_dict moves the rest.
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
         trainer.load_state(payload["trainer"])
         torch.set_rng_state(payload["rng"])
         start_epoch, steps = payload["epoch"], payload["steps"]
