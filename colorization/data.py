@@ -55,14 +55,34 @@ def local_shards(dataset: str, split: str) -> list[str]:
             files.append(storage.local_path(url))
             continue
         target = cache_dir() / shard["sha256"][:2] / f"{shard['sha256']}.tar"
-        if not target.exists() or _sha256(target) != shard["sha256"]:
+        if not _verified(target, shard["sha256"]):
             logger.info("fetching %s", url)
             storage.download(url, target)
-            if _sha256(target) != shard["sha256"]:
+            if not _verified(target, shard["sha256"]):
                 target.unlink()
                 raise ValueError(f"{url}: checksum does not match the manifest")
         files.append(str(target))
     return files
+
+
+# Cached shards already checked in this process, by (path, size, mtime): every epoch asks
+# for the shards again, and hashing gigabytes each time would dominate a short epoch.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    """Whether `path` exists with content `sha256` (hashed once per file version)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return False
+    key = (str(path), info.st_size, info.st_mtime_ns)
+    if key in _VERIFIED:
+        return True
+    if _sha256(path) != sha256:
+        return False
+    _VERIFIED.add(key)
+    return True
 
 
 def _sha256(path: Path) -> str:

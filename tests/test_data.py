@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from colorization import color, storage
@@ -68,6 +70,9 @@ def test_remote_shards_are_cached_and_verified(s3_bucket, fixture_photos):
     # A corrupted cache entry is fetched again rather than trusted.
     with open(files[0], "r+b") as handle:
         handle.write(b"garbage")
+    # Filesystem timestamps can be coarser than this test is quick: date the damage later.
+    stamp = os.stat(files[0]).st_mtime_ns + 10**9
+    os.utime(files[0], ns=(stamp, stamp))
     assert local_shards(dataset, "train") == files
     l_norm, _ = _epoch(dataset, "train", LoaderConfig(batch_size=2, shuffle=False))
     assert l_norm.shape == (3, 1, 16, 16)
