@@ -25,7 +25,6 @@ from colorization.shards import lab_tensor, read_manifest
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class LoaderConfig:
     """How batches are drawn from one split."""

@@ -23,7 +23,6 @@ from colorization.models import ModelSpec, build_generator
 logger = logging.getLogger(__name__)
 
 
-
 def _root(models_root: str | None) -> str:
     return models_root or paths.models_root()
 

@@ -44,7 +44,6 @@ from colorization.shards import manifest_digest, read_manifest
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class StageSpec:
     """What distinguishes a stage: whether a discriminator takes part."""
