@@ -23,13 +23,13 @@ N_IMAGES = 24
 def main() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         os.environ["COLORIZATION_HOME"] = tmp
-        from colorization import registry
+        from colorization import versions
         from colorization.constants import DEFAULT_IMAGE_SIZE, DEFAULT_INFERENCE_BATCH
         from colorization.inference import colorize_paths
         from colorization.models import DEFAULT_GENERATOR, ModelSpec, build_generator
 
         spec = ModelSpec(DEFAULT_GENERATOR)
-        registry.save_version(build_generator(spec, seed=0),
+        versions.save_version(build_generator(spec, seed=0),
                               {"stage": "bench", "generator": spec.to_dict(),
                                "image_size": DEFAULT_IMAGE_SIZE}, model_id="bench")
         inputs = Path(tmp) / "in"

@@ -9,17 +9,32 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from colorization import registry
+from colorization import versions
 from colorization.constants import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_EPOCHS,
+    DEFAULT_EVAL_BATCH,
+    DEFAULT_EVAL_SPLIT,
     DEFAULT_IMAGE_SIZE,
     DEFAULT_INFERENCE_BATCH,
+    DEFAULT_PRECISION,
     DEFAULT_SAMPLE_SIZE,
     DEFAULT_SEED,
     DEFAULT_SHARD_SIZE,
+    DEFAULT_STAGE,
     DEFAULT_VAL_FRACTION,
 )
-from colorization.models import DEFAULT_GENERATOR, ModelSpec
+from colorization.devices import DEVICE_CHOICES, PRECISION_CHOICES, check_device_name
+from colorization.models import (
+    DEFAULT_DISCRIMINATOR,
+    DEFAULT_GENERATOR,
+    DISCRIMINATORS,
+    GENERATORS,
+    ModelSpec,
+)
+from colorization.shards import SPLITS
+from colorization.train import STAGES
 
 
 def _print_json(obj: Any) -> None:
@@ -31,7 +46,7 @@ def cmd_images(args: argparse.Namespace) -> int:
 
     report = colorize_paths(args.paths, out=args.out, model=args.model,
                             batch_size=args.batch_size, device=args.device,
-                            overwrite=args.overwrite)
+                            precision=args.precision, overwrite=args.overwrite)
     print(f"wrote {len(report.written)} images to {args.out} in {report.seconds:.1f} s; "
           f"kept {len(report.skipped_existing)} existing; {len(report.failed)} failed")
     for source, error in report.failed.items():
@@ -52,10 +67,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from colorization.train import TrainConfig, train_stage
 
-    config = TrainConfig(stage=args.stage, generator=ModelSpec(args.generator,
-                                                               json.loads(args.options)),
-                         epochs=args.epochs, batch_size=args.batch_size, device=args.device,
-                         seed=args.seed)
+    config = TrainConfig(stage=args.stage, generator=ModelSpec(args.generator, args.options),
+                         discriminator=ModelSpec(args.discriminator), epochs=args.epochs,
+                         batch_size=args.batch_size, device=args.device,
+                         precision=args.precision, seed=args.seed)
     _print_json(train_stage(config, dataset=args.dataset, init_from=args.init_from))
     return 0
 
@@ -64,7 +79,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from colorization.evaluate import EvalConfig, evaluate_model
 
     _print_json(evaluate_model(args.model, dataset=args.dataset,
-                               config=EvalConfig(split=args.split, device=args.device)))
+                               config=EvalConfig(split=args.split, batch_size=args.batch_size,
+                                                 device=args.device,
+                                                 precision=args.precision)))
     return 0
 
 
@@ -73,15 +90,16 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     _print_json(retrain(source=args.source, sample_size=args.sample_size,
                         image_size=args.image_size, generator=args.generator,
-                        generator_options=json.loads(args.options),
+                        generator_options=args.options,
                         pretrain_epochs=args.pretrain_epochs, gan_epochs=args.gan_epochs,
-                        batch_size=args.batch_size, device=args.device, seed=args.seed))
+                        batch_size=args.batch_size, device=args.device,
+                        precision=args.precision, seed=args.seed))
     return 0
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    champion = registry.champion()
-    for card in registry.list_versions():
+    champion = versions.champion()
+    for card in versions.list_versions():
         mark = "*" if card["model_id"] == champion else " "
         metrics = ", ".join(f"{k}={v}" for k, v in card.get("metrics", {}).items())
         print(f"{mark} {card['model_id']}  {card['generator']['name']}  {metrics}")
@@ -89,77 +107,131 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    registry.promote(args.model_id, reason="promoted by hand")
+    versions.promote(args.model_id, reason=args.reason)
     print(f"champion is now {args.model_id}")
     return 0
 
 
+def _device(name: str) -> str:
+    try:
+        return check_device_name(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"num_downs\": 6}'")
+    return value
+
+
+def _add_compute_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", type=_device, default=DEFAULT_DEVICE,
+                        metavar="{" + ",".join(DEVICE_CHOICES) + ",cuda:N}",
+                        help="where to run; auto is CUDA when present, else the CPU")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=DEFAULT_PRECISION,
+                        help="numeric precision; auto is mixed precision on CUDA, fp32 on CPU")
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--generator", default=DEFAULT_GENERATOR, help="registered name")
-    parser.add_argument("--options", default="{}",
-                        help='JSON overrides, e.g. \'{"num_downs": 6, "base_channels": 32}\'')
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--generator", choices=sorted(GENERATORS), default=DEFAULT_GENERATOR,
+                        help="registered generator architecture")
+    parser.add_argument("--options", type=_json_object, default={},
+                        help="JSON options of the generator, e.g. "
+                        '\'{"num_downs": 6, "base_channels": 32}\' with --generator unet')
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help="training photos per step")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of sampling, initialisation and shuffling")
+    _add_compute_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="colorize",
+        prog="colorize", formatter_class=formatter,
         description="Colorize black-and-white photos; prepare data, train, evaluate and "
         "promote models. Storage root: $COLORIZATION_HOME (default ~/.colorization).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    commands: dict[str, Callable[[argparse.Namespace], int]] = {}
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and a traceback on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str,
             parent: Any = sub) -> argparse.ArgumentParser:
-        child = parent.add_parser(name, help=help_text, description=help_text)
+        child = parent.add_parser(name, help=help_text, description=help_text,
+                                  formatter_class=formatter)
         child.set_defaults(func=func)
-        commands[name] = func
-        child.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
         return child
 
     images = add("images", cmd_images, "colorize image files and folders at full resolution")
-    images.add_argument("paths", nargs="+", help="files or folders (local or s3://)")
+    images.add_argument("paths", nargs="+", help="image files or folders (local or s3://)")
     images.add_argument("--out", required=True, help="output folder or s3:// prefix")
-    images.add_argument("--model", help="model id or folder; default: the promoted one")
-    images.add_argument("--batch-size", type=int, default=DEFAULT_INFERENCE_BATCH)
-    images.add_argument("--overwrite", action="store_true", help="redo existing outputs")
+    images.add_argument("--model", help="model id or version folder; default: the champion")
+    images.add_argument("--batch-size", type=int, default=DEFAULT_INFERENCE_BATCH,
+                        help="photos per forward pass")
+    images.add_argument("--overwrite", action="store_true",
+                        help="redo outputs that already exist")
+    _add_compute_options(images)
 
     prepare = add("prepare", cmd_prepare, "colour photos -> a Lab-shard dataset snapshot")
     prepare.add_argument("source", help="folder or s3:// prefix of colour photos")
-    prepare.add_argument("--out", help="snapshot URL; default under COLORIZATION_HOME")
-    prepare.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    prepare.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE)
-    prepare.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
-    prepare.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
-    prepare.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
+    prepare.add_argument("--out", help="snapshot URL; default: <home>/datasets/<snapshot id>")
+    prepare.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                         help="seed of the sample and the split")
+    prepare.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE,
+                         help="photos to sample (all of them when fewer)")
+    prepare.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+                         help="share of the sample held out for validation")
+    prepare.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
+                         help="side of the square centre crops, in pixels")
+    prepare.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+                         help="photos per tar shard")
 
     train = add("train", cmd_train, "train one stage on a prepared dataset")
     train.add_argument("dataset", help="URL of a prepared snapshot")
-    train.add_argument("--stage", default="pretrain", help="pretrain or gan")
-    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--stage", choices=sorted(STAGES), default=DEFAULT_STAGE,
+                       help="pretrain: L1 only; gan: adversarial + 100 x L1")
+    train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="passes over the data")
     train.add_argument("--init-from", help="model id whose generator starts this stage")
+    train.add_argument("--discriminator", choices=sorted(DISCRIMINATORS),
+                       default=DEFAULT_DISCRIMINATOR, help="registered discriminator (gan)")
     _add_model_options(train)
 
     evaluate = add("evaluate", cmd_evaluate, "metrics of a model on a dataset split")
-    evaluate.add_argument("model", help="model id or folder")
-    evaluate.add_argument("--dataset", required=True)
-    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("model", help="model id or version folder")
+    evaluate.add_argument("--dataset", required=True, help="URL of a prepared snapshot")
+    evaluate.add_argument("--split", choices=SPLITS, default=DEFAULT_EVAL_SPLIT,
+                          help="which split of the snapshot")
+    evaluate.add_argument("--batch-size", type=int, default=DEFAULT_EVAL_BATCH,
+                          help="photos per forward pass")
+    _add_compute_options(evaluate)
 
     retrain = add("retrain", cmd_retrain, "the whole chain as a Prefect flow run")
     retrain.add_argument("source", help="folder or s3:// prefix of colour photos")
-    retrain.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE)
-    retrain.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
-    retrain.add_argument("--pretrain-epochs", type=int, default=10)
-    retrain.add_argument("--gan-epochs", type=int, default=10)
+    retrain.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE,
+                         help="photos to sample (all of them when fewer)")
+    retrain.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
+                         help="side of the square centre crops, in pixels")
+    retrain.add_argument("--pretrain-epochs", type=int, default=DEFAULT_EPOCHS,
+                         help="epochs of the L1 stage (0 skips it)")
+    retrain.add_argument("--gan-epochs", type=int, default=DEFAULT_EPOCHS,
+                         help="epochs of the GAN stage (0 skips it)")
     _add_model_options(retrain)
 
-    models = sub.add_parser("models", help="list and promote model versions")
-    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models = sub.add_parser("models", help="list and promote model versions",
+                            description="list and promote model versions",
+                            formatter_class=formatter)
+    models_sub = models.add_subparsers(dest="models_command", required=True,
+                                       metavar="COMMAND")
     add("list", cmd_models_list, "list versions; * marks the champion", models_sub)
     promote = add("promote", cmd_models_promote, "make a version the champion", models_sub)
-    promote.add_argument("model_id")
+    promote.add_argument("model_id", help="id of the version to promote")
+    promote.add_argument("--reason", default="promoted by hand",
+                         help="recorded in the champion's history")
     return parser
 
 
@@ -168,10 +240,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"colorize: error: {exc}", file=sys.stderr)
+        return int(args.func(args))
+    except (OSError, ValueError) as exc:
+        # Bad input or storage: one line naming it; -v shows where it came from.
+        if args.verbose:
+            raise
+        print(f"colorize: error: {_describe(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("colorize: interrupted", file=sys.stderr)
+        return 130
+
+
+def _describe(exc: BaseException) -> str:
+    """An OSError's filename is the most useful part of its message; keep it in front."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from PIL import Image, ImageOps
 # Normalisation constants: the only place they are defined.
 L_CENTER = 50.0  # L in [0, 100] -> L / 50 - 1 in [-1, 1]
 AB_SCALE = 110.0  # sRGB spans a in [-86, 98], b in [-108, 95] -> ab / 110, clamped to [-1, 1]
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+_WIDE_MODES = ("I", "F")  # 32-bit integer and float grey
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -68,16 +69,33 @@ def load_image(data: bytes, *, name: str = "<bytes>") -> Image.Image:
     Raises ValueError naming `name` when the bytes are not a readable image.
     """
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            if img.mode in _SIXTEEN_BIT_MODES:
-                # 16-bit grey scans: Pillow's convert would clip at 255; scale to 8 bits.
-                high_bits = np.asarray(img).astype(np.uint32) >> 8
-                img = Image.fromarray(high_bits.clip(0, 255).astype(np.uint8))
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            img: Image.Image = ImageOps.exif_transpose(opened)
+            if img.mode in _SIXTEEN_BIT_MODES or img.mode in _WIDE_MODES:
+                img = _deep_gray_to_8_bit(img)
             return img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{name}: not a readable image ({exc})") from exc
+
+
+def _deep_gray_to_8_bit(img: Image.Image) -> Image.Image:
+    """Grey deeper than 8 bits -> 8-bit 'L'; Pillow's own convert would clip at 255.
+
+    16-bit modes keep their top 8 bits. 32-bit integer ('I') and float ('F') images have no
+    fixed range, so they are scaled by the one their values really use: from 0 (or the
+    minimum, when negative) to the maximum; data that already fits 8 bits (or [0, 1] for
+    floats) keeps its levels.
+    """
+    if img.mode in _SIXTEEN_BIT_MODES:
+        high_bits = np.asarray(img).astype(np.uint32) >> 8
+        return Image.fromarray(high_bits.clip(0, 255).astype(np.uint8))
+    values = np.asarray(img, dtype=np.float64)  # [H, W]
+    low = min(0.0, float(values.min()))
+    top = float(values.max())
+    high = 1.0 if img.mode == "F" and top <= 1.0 else max(top, 255.0)
+    scaled = (values - low) / max(high - low, 1e-12) * 255.0
+    return Image.fromarray(np.rint(scaled).clip(0, 255).astype(np.uint8))
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:

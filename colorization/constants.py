@@ -25,6 +25,12 @@ RESULT_NAME = "result.json"
 # Total attempts per S3 call (first try included) under botocore's standard retry mode.
 S3_MAX_ATTEMPTS = 8
 
+# Where work runs: "auto" picks CUDA when present, else the CPU (colorization.devices).
+DEFAULT_DEVICE = "auto"
+# Numeric precision: "auto" is mixed precision on CUDA (bf16 where supported, else fp16) and
+# fp32 on the CPU; "fp32", "bf16" and "fp16" force one (colorization.devices).
+DEFAULT_PRECISION = "auto"
+
 # Dataset preparation: the product recipe samples 10,000 COCO images, 8,000 / 2,000.
 DEFAULT_SEED = 0
 DEFAULT_SAMPLE_SIZE = 10_000
@@ -36,13 +42,20 @@ SHUFFLE_BUFFER = 1_000  # training samples held for shuffling; ~0.4 GB at 256 px
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Photos whose mean Lab chroma is below this are treated as grayscale / sepia and filtered out.
 MIN_MEAN_CHROMA = 3.0
+PREPARE_LOG_EVERY = 500  # progress line every N photos while a split is written
 
 # pix2pix training recipe (Isola et al. 2017).
 LEARNING_RATE = 2e-4
 ADAM_BETAS = (0.5, 0.999)
 L1_WEIGHT = 100.0
 DEFAULT_BATCH_SIZE = 16
+DEFAULT_EPOCHS = 10  # per stage
+DEFAULT_STAGE = "pretrain"
 LOG_EVERY_STEPS = 100  # progress lines inside long epochs
+
+# Evaluation.
+DEFAULT_EVAL_SPLIT = "val"
+DEFAULT_EVAL_BATCH = 16
 
 # Inference.
 DEFAULT_INFERENCE_BATCH = 8

@@ -8,9 +8,15 @@ from typing import Any
 
 import torch
 
-from colorization import color, metrics, registry
+from colorization import color, metrics, versions
+from colorization.constants import (
+    DEFAULT_DEVICE,
+    DEFAULT_EVAL_BATCH,
+    DEFAULT_EVAL_SPLIT,
+    DEFAULT_PRECISION,
+)
 from colorization.data import LoaderConfig, make_loader
-from colorization.train import select_device
+from colorization.devices import autocast, select_device, select_precision
 
 logger = logging.getLogger(__name__)
 
@@ -19,9 +25,10 @@ logger = logging.getLogger(__name__)
 class EvalConfig:
     """Options of `evaluate_model`."""
 
-    split: str = "val"
-    batch_size: int = 16
-    device: str = "auto"
+    split: str = DEFAULT_EVAL_SPLIT
+    batch_size: int = DEFAULT_EVAL_BATCH
+    device: str = DEFAULT_DEVICE
+    precision: str = DEFAULT_PRECISION
 
 
 @torch.no_grad()
@@ -37,7 +44,8 @@ def evaluate_model(
     """
     config = config or EvalConfig()
     device = select_device(config.device)
-    generator, card = registry.load_generator(model, models_root=models_root, device=device)
+    precision = select_precision(config.precision, device=device)
+    generator, card = versions.load_generator(model, models_root=models_root, device=device)
     loader = make_loader(dataset, config.split, LoaderConfig(
         batch_size=config.batch_size, shuffle=False, augment=False))
     totals: dict[str, float] = {}
@@ -45,7 +53,9 @@ def evaluate_model(
     for l_norm, ab in loader:
         l_norm, ab = l_norm.to(device), ab.to(device)
         truth = color.model_output_to_rgb(l_norm, ab)  # [B, 3, S, S]
-        pred = color.model_output_to_rgb(l_norm, generator(l_norm))
+        with autocast(device, precision):
+            ab_pred = generator(l_norm)  # [B, 2, S, S]
+        pred = color.model_output_to_rgb(l_norm, ab_pred.float())
         gray = color.model_output_to_rgb(l_norm, torch.zeros_like(ab))
         per_image = {
             "psnr": metrics.psnr(pred, truth),
@@ -60,7 +70,7 @@ def evaluate_model(
         raise ValueError(f"{dataset}: split {config.split!r} is empty")
     result: dict[str, Any] = {key: round(value / count, 4) for key, value in totals.items()}
     result["images"] = count
-    registry.update_card(model, {"metrics": result, "evaluated_on": {
+    versions.update_card(model, {"metrics": result, "evaluated_on": {
         "dataset": dataset, "split": config.split}}, models_root=models_root)
     logger.info("evaluated %s on %s/%s: %s", card["model_id"], dataset, config.split, result)
     return result

@@ -17,9 +17,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from colorization import color, registry, storage
-from colorization.constants import DEFAULT_INFERENCE_BATCH, IMAGE_SUFFIXES, OUTPUT_JPEG_QUALITY
-from colorization.train import select_device
+from colorization import color, storage, versions
+from colorization.constants import (
+    DEFAULT_DEVICE,
+    DEFAULT_INFERENCE_BATCH,
+    DEFAULT_PRECISION,
+    IMAGE_SUFFIXES,
+    OUTPUT_JPEG_QUALITY,
+)
+from colorization.devices import Precision, autocast, select_device, select_precision
 
 logger = logging.getLogger(__name__)
 
@@ -27,18 +33,21 @@ logger = logging.getLogger(__name__)
 class Colorizer:
     """A loaded generator that turns PIL images (any mode, any size) into colour ones."""
 
-    def __init__(self, generator: nn.Module, *, image_size: int, device: torch.device):
+    def __init__(self, generator: nn.Module, *, image_size: int, device: torch.device,
+                 precision: Precision | None = None):
         self.generator, self.image_size, self.device = generator.eval(), image_size, device
+        self.precision = precision or select_precision(DEFAULT_PRECISION, device=device)
 
     @classmethod
-    def load(cls, model: str | None = None, *, device: str = "auto",
-             models_root: str | None = None) -> Colorizer:
+    def load(cls, model: str | None = None, *, device: str = DEFAULT_DEVICE,
+             precision: str = DEFAULT_PRECISION, models_root: str | None = None) -> Colorizer:
         """From a model id, a version folder/URL, or None for the promoted champion."""
         torch_device = select_device(device)
-        generator, card = registry.load_generator(model, models_root=models_root,
+        generator, card = versions.load_generator(model, models_root=models_root,
                                                   device=torch_device)
         logger.info("loaded model %s", card["model_id"])
-        return cls(generator, image_size=card["image_size"], device=torch_device)
+        return cls(generator, image_size=card["image_size"], device=torch_device,
+                   precision=select_precision(precision, device=torch_device))
 
     @torch.no_grad()
     def colorize(self, images: list[Image.Image]) -> list[Image.Image]:
@@ -53,7 +62,8 @@ class Colorizer:
             full_l.append(l_norm)
             small_l.append(F.interpolate(l_norm, size=(self.image_size, self.image_size),
                                          mode="bilinear", antialias=True, align_corners=False))
-        ab_small = self.generator(torch.cat(small_l))  # [B, 2, S, S]
+        with autocast(self.device, self.precision):
+            ab_small = self.generator(torch.cat(small_l))  # [B, 2, S, S]
         outputs = []
         for index, l_norm in enumerate(full_l):
             ab = F.interpolate(ab_small[index:index + 1].float(), size=l_norm.shape[-2:],
@@ -73,22 +83,33 @@ class ColorizeReport:
 
 
 def plan_outputs(inputs: list[str], out: str) -> list[tuple[str, str]]:
-    """(input, output) URL pairs: folders keep their relative layout, files go flat."""
+    """(input, output) URL pairs: folders keep their relative layout, files go flat.
+
+    Raises ValueError naming the input when a file is not an image or a folder holds none,
+    and FileNotFoundError when an input does not exist.
+    """
     pairs = []
     for item in inputs:
-        is_file = storage.exists(item) and item.lower().endswith(IMAGE_SUFFIXES)
-        if is_file:
+        if storage.exists(item):  # a file (local) or an object (S3)
+            if not item.lower().endswith(IMAGE_SUFFIXES):
+                raise ValueError(f"{item}: not an image file (expected {_suffix_list()})")
             pairs.append((item, storage.join(out, PurePosixPath(item.rstrip("/")).name)))
             continue
-        for url in storage.list_files(item, suffixes=IMAGE_SUFFIXES):
-            pairs.append((url, storage.join(out, storage.relative_key(url, item))))
+        urls = storage.list_files(item, suffixes=IMAGE_SUFFIXES)
+        if not urls:
+            raise ValueError(f"{item}: no image files found (looked for {_suffix_list()})")
+        pairs.extend((url, storage.join(out, storage.relative_key(url, item))) for url in urls)
     return pairs
 
 
+def _suffix_list() -> str:
+    return ", ".join(IMAGE_SUFFIXES)
+
+
 def colorize_paths(
-    inputs: list[str], *, out: str, model: str | None = None, batch_size: int =
-    DEFAULT_INFERENCE_BATCH, device: str = "auto", overwrite: bool = False,
-    models_root: str | None = None,
+    inputs: list[str], *, out: str, model: str | None = None,
+    batch_size: int = DEFAULT_INFERENCE_BATCH, device: str = DEFAULT_DEVICE,
+    precision: str = DEFAULT_PRECISION, overwrite: bool = False, models_root: str | None = None,
 ) -> ColorizeReport:
     """Colorize image files and folders (local or s3://) into `out`.
 
@@ -105,7 +126,8 @@ def colorize_paths(
         else:
             todo.append((source, target))
     if todo:
-        colorizer = Colorizer.load(model, device=device, models_root=models_root)
+        colorizer = Colorizer.load(model, device=device, precision=precision,
+                                   models_root=models_root)
         for start in range(0, len(todo), batch_size):
             batch = []
             for source, target in todo[start:start + batch_size]:
@@ -116,10 +138,15 @@ def colorize_paths(
                     logger.warning("skipping %s: %s", source, exc)
                     report.failed[source] = str(exc)
             results = colorizer.colorize([img for _, _, img in batch])
-            for (_, target, _), result in zip(batch, results):
-                suffix = PurePosixPath(target).suffix
-                storage.write_bytes(target, color.encode_image(
-                    result, suffix=suffix, quality=OUTPUT_JPEG_QUALITY))
+            for (source, target, _), result in zip(batch, results, strict=True):
+                try:
+                    storage.write_bytes(target, color.encode_image(
+                        result, suffix=PurePosixPath(target).suffix,
+                        quality=OUTPUT_JPEG_QUALITY))
+                except (OSError, ValueError) as exc:  # like a failed read: report, go on
+                    logger.warning("cannot write %s: %s", target, exc)
+                    report.failed[source] = f"cannot write {target}: {exc}"
+                    continue
                 report.written.append(target)
             logger.info("colorized %d/%d images", min(start + batch_size, len(todo)),
                         len(todo))

@@ -36,6 +36,7 @@ from colorization.constants import (
     IMAGE_SUFFIXES,
     MANIFEST_NAME,
     MIN_MEAN_CHROMA,
+    PREPARE_LOG_EVERY,
     READ_THREADS,
 )
 
@@ -125,7 +126,7 @@ def _read_all(urls: list[str]) -> Iterator[tuple[str, bytes | Exception]]:
     with ThreadPoolExecutor(READ_THREADS) as pool:
         for start in range(0, len(urls), chunk):
             part = urls[start:start + chunk]
-            yield from zip(part, pool.map(read, part))
+            yield from zip(part, pool.map(read, part), strict=True)
 
 
 def _write_split(
@@ -180,7 +181,7 @@ def _write_split(
         count += 1
         if count >= config.shard_size:
             close_shard()
-        if (index + 1) % 500 == 0:
+        if (index + 1) % PREPARE_LOG_EVERY == 0:
             logger.info("%s: %d/%d images (%.0f s)", split, index + 1, len(keys),
                         time.monotonic() - started)
     close_shard()

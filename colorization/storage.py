@@ -22,9 +22,10 @@ from typing import Any, BinaryIO, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 import boto3
+from boto3.exceptions import Boto3Error
 from botocore.client import BaseClient
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from colorization.constants import S3_MAX_ATTEMPTS
 
@@ -61,7 +62,7 @@ class Backend(Protocol):
     def relative_key(self, url: str, prefix: str) -> str: ...
 
 
-def _atomic_write(dest: Path, fill: Callable[[BinaryIO], None]) -> None:
+def _atomic_write(dest: Path, fill: Callable[[BinaryIO], object]) -> None:
     """Writes `dest` via a hidden temp file in its folder, so readers never see half a file."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
@@ -202,14 +203,23 @@ def _split_s3(url: str, *, need_key: bool = True) -> tuple[str, str]:
     return bucket, key
 
 
+class StorageError(OSError):
+    """An object-store call failed for a reason other than a missing object (access denied,
+    no credentials, endpoint unreachable after retries); the message names the URL."""
+
+
 @contextmanager
-def _s3_missing_as_fnf(url: str) -> Iterator[None]:
+def _s3_errors(url: str) -> Iterator[None]:
+    """Re-raise boto errors as OSErrors naming `url`, so callers handle local and S3 alike."""
     try:
         yield
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+        error = exc.response.get("Error", {})
+        if error.get("Code") in _MISSING_CODES:
             raise FileNotFoundError(errno.ENOENT, "No such S3 object or bucket", url) from exc
-        raise
+        raise StorageError(f"{url}: S3 error {error.get('Code')}: {error.get('Message')}") from exc
+    except (BotoCoreError, Boto3Error) as exc:  # no credentials, unreachable, upload failed
+        raise StorageError(f"{url}: {exc}") from exc
 
 
 class S3Backend:
@@ -221,8 +231,8 @@ class S3Backend:
         bucket, key = _split_s3(prefix, need_key=False)
         # A prefix is a folder: s3://b/photos must not match photos2/...
         folder = key.rstrip("/") + "/" if key.strip("/") else ""
-        urls = []
-        with _s3_missing_as_fnf(prefix):
+        urls: list[str] = []
+        with _s3_errors(prefix):
             paginator = s3_client().get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=folder):
                 # Keys ending in "/" are folder markers made by consoles, not files.
@@ -232,12 +242,13 @@ class S3Backend:
 
     def read_bytes(self, url: str) -> bytes:
         bucket, key = _split_s3(url)
-        with _s3_missing_as_fnf(url):
+        with _s3_errors(url):
             return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
     def write_bytes(self, url: str, data: bytes) -> None:
         bucket, key = _split_s3(url)
-        s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+        with _s3_errors(url):
+            s3_client().put_object(Bucket=bucket, Key=key, Body=data)
 
     def exists(self, url: str) -> bool:
         try:
@@ -248,24 +259,26 @@ class S3Backend:
 
     def delete(self, url: str) -> None:
         bucket, key = _split_s3(url)
-        s3_client().delete_object(Bucket=bucket, Key=key)  # S3 answers 204 for a missing key too
+        with _s3_errors(url):
+            s3_client().delete_object(Bucket=bucket, Key=key)  # 204 for a missing key too
 
     def stat(self, url: str) -> FileInfo:
         bucket, key = _split_s3(url)
-        with _s3_missing_as_fnf(url):
+        with _s3_errors(url):
             head = s3_client().head_object(Bucket=bucket, Key=key)
         return FileInfo(url=url, size=int(head["ContentLength"]), version=head["ETag"].strip('"'))
 
     def download(self, url: str, local_path: Path) -> None:
         bucket, key = _split_s3(url)
-        with _s3_missing_as_fnf(url):
+        with _s3_errors(url):
             _atomic_write(local_path, lambda fh: s3_client().download_fileobj(bucket, key, fh))
 
     def upload(self, local_path: Path, url: str) -> None:
         bucket, key = _split_s3(url)
         if not local_path.is_file():
             raise FileNotFoundError(errno.ENOENT, "No such file", str(local_path))
-        s3_client().upload_file(str(local_path), bucket, key)  # multipart above 8 MiB
+        with _s3_errors(url):
+            s3_client().upload_file(str(local_path), bucket, key)  # multipart above 8 MiB
 
     def relative_key(self, url: str, prefix: str) -> str:
         bucket, key = _split_s3(url)

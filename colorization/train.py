@@ -21,17 +21,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from colorization import paths, registry, storage
+from colorization import paths, storage, versions
 from colorization.constants import (
     ADAM_BETAS,
     CHECKPOINT_NAME,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_EPOCHS,
+    DEFAULT_PRECISION,
+    DEFAULT_SEED,
+    DEFAULT_STAGE,
     L1_WEIGHT,
     LEARNING_RATE,
     LOG_EVERY_STEPS,
     RESULT_NAME,
 )
 from colorization.data import LoaderConfig, make_loader
+from colorization.devices import (
+    PRECISION_CHOICES,
+    autocast,
+    check_device_name,
+    select_device,
+    select_precision,
+)
 from colorization.models import (
     DEFAULT_DISCRIMINATOR,
     DEFAULT_GENERATOR,
@@ -62,17 +74,17 @@ STAGES: dict[str, StageSpec] = {
 class TrainConfig:
     """Options of one training stage."""
 
-    stage: str = "pretrain"
+    stage: str = DEFAULT_STAGE
     generator: ModelSpec = field(default_factory=lambda: ModelSpec(DEFAULT_GENERATOR))
     discriminator: ModelSpec = field(default_factory=lambda: ModelSpec(DEFAULT_DISCRIMINATOR))
-    epochs: int = 10
+    epochs: int = DEFAULT_EPOCHS
     batch_size: int = DEFAULT_BATCH_SIZE
     lr: float = LEARNING_RATE
     betas: tuple[float, float] = ADAM_BETAS
     l1_weight: float = L1_WEIGHT
-    seed: int = 0
-    device: str = "auto"  # "auto": CUDA when present, else CPU
-    amp: bool | None = None  # None: mixed precision exactly when on CUDA
+    seed: int = DEFAULT_SEED
+    device: str = DEFAULT_DEVICE  # see colorization.devices
+    precision: str = DEFAULT_PRECISION  # see colorization.devices
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -80,6 +92,10 @@ class TrainConfig:
             raise ValueError(f"unknown stage {self.stage!r}; known: {sorted(STAGES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
+        check_device_name(self.device)
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(f"unknown precision {self.precision!r}; "
+                             f"known: {', '.join(PRECISION_CHOICES)}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -99,13 +115,6 @@ class TrainConfig:
         return cls(**data)
 
 
-def select_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; anything else is passed to torch."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def run_name_for(config: TrainConfig, dataset: str, init_from: str | None) -> str:
     """Deterministic run name, so calling again with the same inputs resumes."""
     key = json.dumps([config.to_dict(), dataset.rstrip("/"), init_from], sort_keys=True)
@@ -119,9 +128,9 @@ class _Trainer:
                  models_root: str | None, image_size: int):
         self.config, self.device = config, device
         self.spec = STAGES[config.stage]
-        self.amp = config.amp if config.amp is not None else device.type == "cuda"
+        self.precision = select_precision(config.precision, device=device)
         if init_from is not None:
-            self.generator, card = registry.load_generator(init_from, models_root=models_root)
+            self.generator, card = versions.load_generator(init_from, models_root=models_root)
             self.generator_spec = ModelSpec.from_dict(card["generator"])
         else:
             self.generator = build_generator(config.generator, seed=config.seed)
@@ -137,7 +146,7 @@ class _Trainer:
             self.discriminator.to(device).train()
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr,
                                           betas=config.betas)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.needs_grad_scaler)
         self.bce = nn.BCEWithLogitsLoss()
         self.l1 = nn.L1Loss()
 
@@ -152,29 +161,45 @@ class _Trainer:
                              f"{self.config.discriminator.name!r}: {exc}") from exc
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, enabled=self.amp)
+        return autocast(self.device, self.precision)
 
     def step(self, l_norm: torch.Tensor, ab: torch.Tensor) -> dict[str, float]:
         """One update on L [B, 1, S, S] and target ab [B, 2, S, S]; returns the losses."""
-        losses: dict[str, float] = {}
         with self._autocast():
             fake = self.generator(l_norm)  # [B, 2, S, S]
-        if self.discriminator is not None and self.opt_d is not None:
-            # Discriminator: real (L, ab) pairs -> 1, generated pairs -> 0, on PatchGAN logits.
-            with self._autocast():
-                real_logits = self.discriminator(torch.cat([l_norm, ab], dim=1))
-                fake_logits = self.discriminator(torch.cat([l_norm, fake.detach()], dim=1))
-                loss_d = 0.5 * (self.bce(real_logits, torch.ones_like(real_logits))
-                                + self.bce(fake_logits, torch.zeros_like(fake_logits)))
-            self.opt_d.zero_grad(set_to_none=True)
-            self.scaler.scale(loss_d).backward()
-            self.scaler.step(self.opt_d)
-            losses["loss_d"] = loss_d.item()
+        losses: dict[str, float] = {}
+        if self.discriminator is not None:
+            losses.update(self.update_discriminator(l_norm, ab, fake))
+        losses.update(self.update_generator(l_norm, ab, fake))
+        self.scaler.update()
+        return losses
+
+    def update_discriminator(self, l_norm: torch.Tensor, ab: torch.Tensor,
+                             fake: torch.Tensor) -> dict[str, float]:
+        """D's step: real (L, ab) pairs -> 1, generated pairs -> 0, on PatchGAN logits.
+
+        `fake` is detached, so D's loss sends no gradient into the generator.
+        """
+        assert self.discriminator is not None and self.opt_d is not None
+        with self._autocast():
+            real_logits = self.discriminator(torch.cat([l_norm, ab], dim=1))
+            fake_logits = self.discriminator(torch.cat([l_norm, fake.detach()], dim=1))
+            loss_d = 0.5 * (self.bce(real_logits, torch.ones_like(real_logits))
+                            + self.bce(fake_logits, torch.zeros_like(fake_logits)))
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_d).backward()
+        self.scaler.step(self.opt_d)
+        return {"loss_d": loss_d.item()}
+
+    def update_generator(self, l_norm: torch.Tensor, ab: torch.Tensor,
+                         fake: torch.Tensor) -> dict[str, float]:
+        """G's step: L1 to the target, plus (GAN stage) fooling D, which stays frozen."""
+        losses: dict[str, float] = {}
         with self._autocast():
             l1 = self.l1(fake.float(), ab)
             loss_g = l1
             if self.discriminator is not None:
-                # The generator's step needs gradients through D, not for D's own weights.
+                # Gradients flow through D into G, but D's own weights get none.
                 self.discriminator.requires_grad_(False)
                 logits = self.discriminator(torch.cat([l_norm, fake], dim=1))
                 adversarial = self.bce(logits, torch.ones_like(logits))
@@ -185,7 +210,6 @@ class _Trainer:
         if self.discriminator is not None:
             self.discriminator.requires_grad_(True)
         self.scaler.step(self.opt_g)
-        self.scaler.update()
         losses.update(l1=l1.item(), loss_g=loss_g.item())
         return losses
 
@@ -252,13 +276,14 @@ def train_stage(
         start_epoch, steps = payload["epoch"], payload["steps"]
         history, elapsed = json.loads(payload["history"]), payload["seconds"]
         logger.info("resuming %s at epoch %d", run_dir, start_epoch)
-    logger.info("stage %s: %d train images, device %s, amp %s", config.stage,
-                manifest["splits"]["train"]["count"], device, trainer.amp)
+    logger.info("stage %s: %d train images, device %s, precision %s", config.stage,
+                manifest["splits"]["train"]["count"], device, trainer.precision.name)
     for epoch in range(start_epoch, config.epochs):
         loader = make_loader(dataset, "train", LoaderConfig(
             batch_size=config.batch_size, seed=config.seed + epoch,
             num_workers=config.num_workers))
-        started, sums, batches, images = time.monotonic(), {}, 0, 0
+        sums: dict[str, float] = {}
+        started, batches, images = time.monotonic(), 0, 0
         for l_norm, ab in loader:
             losses = trainer.step(l_norm.to(device, non_blocking=True),
                                   ab.to(device, non_blocking=True))
@@ -280,15 +305,17 @@ def train_stage(
         _save_checkpoint(checkpoint, {"trainer": trainer.state(), "rng": torch.get_rng_state(),
                                       "epoch": epoch + 1, "steps": steps, "seconds": elapsed,
                                       "history": json.dumps(history)})
-    model_id = registry.new_model_id(config.stage)
+    model_id = versions.new_model_id(config.stage)
     effective = replace(config, generator=trainer.generator_spec)
     card = {"stage": config.stage, "generator": trainer.generator_spec.to_dict(),
             "image_size": manifest["options"]["image_size"], "train_config": effective.to_dict(),
             "dataset": dataset, "dataset_manifest_sha256": manifest_digest(dataset),
             "parent": init_from, "training": {"epochs": config.epochs, "steps": steps,
                                               "seconds": round(elapsed, 3),
-                                              "device": str(device), "history": history}}
-    url = registry.save_version(trainer.generator, card, model_id=model_id,
+                                              "device": str(device),
+                                              "precision": trainer.precision.name,
+                                              "history": history}}
+    url = versions.save_version(trainer.generator, card, model_id=model_id,
                                 models_root=models_root)
     result = {"model_id": model_id, "model_url": url, "stage": config.stage,
               "epochs": config.epochs, "steps": steps, "seconds": round(elapsed, 3),

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from colorization import color, paths, registry, storage
+from colorization import color, paths, storage, versions
+from colorization.constants import CARD_NAME, DEFAULT_DEVICE, OUTPUT_JPEG_QUALITY
 from colorization.inference import colorize_paths
 from colorization.shards import read_manifest
 
@@ -22,7 +23,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "photos"
 # Small enough for a CPU in minutes: 64 px crops, a 6-level U-Net 32 channels wide.
 DEMO_SETTINGS: dict[str, Any] = {
     "image_size": 64,
-    "generator": "unet_256",
+    "generator": "unet",
     "generator_options": {"num_downs": 6, "base_channels": 32},
     "pretrain_epochs": 6,
     "gan_epochs": 4,
@@ -35,7 +36,7 @@ def make_grayscale_copies(dataset: str, source: str, out: str) -> str:
     for key in read_manifest(dataset)["splits"]["val"]["ids"]:
         img = color.load_image(storage.read_bytes(storage.join(source, key)), name=key)
         storage.write_bytes(storage.join(out, key), color.encode_image(
-            img.convert("L"), suffix=Path(key).suffix, quality=95))
+            img.convert("L"), suffix=Path(key).suffix, quality=OUTPUT_JPEG_QUALITY))
     return out
 
 
@@ -50,22 +51,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from flows.retrain import retrain  # imported late: Prefect reads the settings above
 
     started = time.monotonic()
-    summary = retrain(source=args.source, device="auto", **DEMO_SETTINGS)
+    summary = retrain(source=args.source, device=DEFAULT_DEVICE, **DEMO_SETTINGS)
     demo_dir = storage.join(paths.home(), "demo")
     gray = make_grayscale_copies(summary["dataset"], args.source,
                                  storage.join(demo_dir, "grayscale"))
     report = colorize_paths([gray], out=storage.join(demo_dir, "colorized"),
                             model=summary["model_id"], overwrite=True)
-    model_url = registry.resolve(summary["model_id"])
+    model_url = versions.resolve(summary["model_id"])
     print("\n=== colorization demo finished in %.0f s ===" % (time.monotonic() - started))
     print(f"dataset snapshot : {summary['dataset']}")
     print(f"model version    : {model_url}  (promoted: {summary['promoted']})")
-    print(f"model card       : {storage.join(model_url, registry.CARD_NAME)}")
+    print(f"model card       : {storage.join(model_url, CARD_NAME)}")
     print(f"metrics (val)    : {json.dumps(summary['metrics'])}")
     print(f"grayscale inputs : {gray}")
     print(f"colorized outputs: {storage.join(demo_dir, 'colorized')} "
           f"({len(report.written)} images, {len(report.failed)} failed)")
-    print(f"champion         : {registry.champion()}")
+    print(f"champion         : {versions.champion()}")
     return summary
 
 

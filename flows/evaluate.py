@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
+from colorization.constants import (
+    DEFAULT_DEVICE,
+    DEFAULT_EVAL_BATCH,
+    DEFAULT_EVAL_SPLIT,
+    DEFAULT_PRECISION,
+)
 from colorization.evaluate import EvalConfig, evaluate_model
 
 
@@ -13,10 +19,11 @@ def evaluate_model_task(model: str, dataset: str, config: EvalConfig) -> dict[st
 
 
 @flow(name="evaluate")
-def evaluate(model: str, dataset: str, split: str = "val", batch_size: int = 16,
-             device: str = "auto") -> dict[str, float]:
+def evaluate(model: str, dataset: str, split: str = DEFAULT_EVAL_SPLIT,
+             batch_size: int = DEFAULT_EVAL_BATCH, device: str = DEFAULT_DEVICE,
+             precision: str = DEFAULT_PRECISION) -> dict[str, float]:
     """Evaluate `model` (id or URL) on `dataset`; returns the metrics."""
-    result = evaluate_model_task(model, dataset,
-                                 EvalConfig(split=split, batch_size=batch_size, device=device))
+    result = evaluate_model_task(model, dataset, EvalConfig(
+        split=split, batch_size=batch_size, device=device, precision=precision))
     get_run_logger().info("metrics of %s: %s", model, result)
     return result

@@ -6,10 +6,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from colorization import registry
+from colorization import versions
 from colorization.constants import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_EPOCHS,
     DEFAULT_IMAGE_SIZE,
+    DEFAULT_PRECISION,
     DEFAULT_SAMPLE_SIZE,
     DEFAULT_SEED,
 )
@@ -21,7 +24,7 @@ from flows.train import train
 
 @task
 def promote_if_none_task(model_id: str) -> bool:
-    return registry.promote_if_none(model_id)
+    return versions.promote_if_none(model_id)
 
 
 @flow(name="retrain")
@@ -32,19 +35,20 @@ def retrain(
     seed: int = DEFAULT_SEED,
     generator: str = DEFAULT_GENERATOR,
     generator_options: dict[str, Any] | None = None,
-    pretrain_epochs: int = 10,
-    gan_epochs: int = 10,
+    pretrain_epochs: int = DEFAULT_EPOCHS,
+    gan_epochs: int = DEFAULT_EPOCHS,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
+    precision: str = DEFAULT_PRECISION,
 ) -> dict[str, Any]:
     """The whole chain; returns dataset, model id, metrics and whether it was promoted."""
     dataset = prepare_data(source=source, sample_size=sample_size, image_size=image_size,
                            seed=seed)
     trained = train(dataset=dataset, generator=generator, generator_options=generator_options,
                     pretrain_epochs=pretrain_epochs, gan_epochs=gan_epochs,
-                    batch_size=batch_size, device=device, seed=seed)
+                    batch_size=batch_size, device=device, precision=precision, seed=seed)
     model_id = trained["model_id"]
-    metrics = evaluate(model=model_id, dataset=dataset, device=device)
+    metrics = evaluate(model=model_id, dataset=dataset, device=device, precision=precision)
     promoted = promote_if_none_task(model_id)
     get_run_logger().info("model %s %s", model_id,
                           "promoted to champion" if promoted else "kept as a candidate")

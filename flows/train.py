@@ -7,7 +7,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
-from colorization.constants import DEFAULT_BATCH_SIZE
+from colorization.constants import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_EPOCHS,
+    DEFAULT_PRECISION,
+    DEFAULT_SEED,
+)
 from colorization.models import DEFAULT_DISCRIMINATOR, DEFAULT_GENERATOR, ModelSpec
 from colorization.train import TrainConfig, train_stage
 
@@ -25,11 +31,12 @@ def train(
     generator: str = DEFAULT_GENERATOR,
     generator_options: dict[str, Any] | None = None,
     discriminator: str = DEFAULT_DISCRIMINATOR,
-    pretrain_epochs: int = 10,
-    gan_epochs: int = 10,
+    pretrain_epochs: int = DEFAULT_EPOCHS,
+    gan_epochs: int = DEFAULT_EPOCHS,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    device: str = "auto",
-    seed: int = 0,
+    device: str = DEFAULT_DEVICE,
+    precision: str = DEFAULT_PRECISION,
+    seed: int = DEFAULT_SEED,
     init_from: str | None = None,
 ) -> dict[str, Any]:
     """Run `pretrain` then `gan` (either skipped with 0 epochs); returns both stages' results.
@@ -39,9 +46,10 @@ def train(
     """
     logger = get_run_logger()
     run_id = flow_run.get_id()
-    common = dict(generator=ModelSpec(generator, generator_options or {}),
-                  discriminator=ModelSpec(discriminator), batch_size=batch_size,
-                  device=device, seed=seed)
+    common: dict[str, Any] = dict(
+        generator=ModelSpec(generator, generator_options or {}),
+        discriminator=ModelSpec(discriminator), batch_size=batch_size, device=device,
+        precision=precision, seed=seed)
     results: dict[str, Any] = {}
     parent = init_from
     for stage, epochs in (("pretrain", pretrain_epochs), ("gan", gan_epochs)):

@@ -6,7 +6,7 @@ import json
 
 from PIL import Image
 
-from colorization import registry
+from colorization import versions
 from colorization.cli import main
 
 
@@ -16,7 +16,7 @@ def test_images_and_models_commands(tiny_model, tmp_path, capsys, monkeypatch):
     photo = tmp_path / "in" / "old.png"
     photo.parent.mkdir()
     Image.new("L", (40, 30), 100).save(photo)
-    model_url = registry.resolve(model_id, models_root=models_root)
+    model_url = versions.resolve(model_id, models_root=models_root)
     assert main(["images", str(photo.parent), "--out", str(tmp_path / "out"),
                  "--model", model_url]) == 0
     assert "wrote 1 images" in capsys.readouterr().out
@@ -34,7 +34,7 @@ def test_errors_exit_2_naming_the_input(tmp_path, capsys):
 def test_prepare_train_evaluate_promote(fixture_photos, capsys):
     assert main(["prepare", str(fixture_photos), "--image-size", "16"]) == 0
     dataset = capsys.readouterr().out.strip().splitlines()[-1]
-    assert main(["train", dataset, "--epochs", "1", "--batch-size", "16",
+    assert main(["train", dataset, "--epochs", "1", "--batch-size", "16", "--generator", "unet",
                  "--options", '{"num_downs": 3, "base_channels": 4}']) == 0
     model_id = json.loads(capsys.readouterr().out)["model_id"]
     assert main(["evaluate", model_id, "--dataset", dataset]) == 0

@@ -92,11 +92,13 @@ def test_rgb_to_lab_accepts_unbatched_and_matches_batched(photos_u8: np.ndarray)
 def test_rgb_to_lab_primaries_and_neutrals_match_skimage() -> None:
     # Black, white, mid grey and the six saturated primaries/secondaries: the gamut's corners.
     swatches = np.array(
-        [[0, 0, 0], [1, 1, 1], [0.5, 0.5, 0.5], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1]],
+        [[0, 0, 0], [1, 1, 1], [0.5, 0.5, 0.5],
+         [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1]],
         dtype=np.float64,
     )
     ref = rgb2lab(swatches[None])[0]
-    got = color.rgb_to_lab(torch.from_numpy(swatches.T[None, :, None, :]).float())[0, :, 0, :].T.double().numpy()
+    batch = torch.from_numpy(swatches.T[None, :, None, :]).float()  # [1, 3, 1, 9]
+    got = color.rgb_to_lab(batch)[0, :, 0, :].T.double().numpy()
     np.testing.assert_allclose(got, ref, atol=1e-2)
     # Known answers by definition of D65 Lab: white is L=100, black L=0, both neutral.
     np.testing.assert_allclose(got[0], [0.0, 0.0, 0.0], atol=1e-3)
@@ -109,14 +111,16 @@ def test_lab_to_rgb_matches_skimage_on_photo_lab(device: str, photos_lab_ref: np
     assert rgb.shape == (N_PHOTOS, 3, CROP, CROP) and rgb.dtype == torch.float32
     ref = lab2rgb(photos_lab_ref)
     delta = np.abs(_to_bhwc(rgb) - ref)
-    assert delta.max() < 1e-3, f"max |dRGB| {delta.max():.3g} (mean {delta.mean():.3g}) vs skimage lab2rgb"
+    assert delta.max() < 1e-3, (
+        f"max |dRGB| {delta.max():.3g} (mean {delta.mean():.3g}) vs skimage lab2rgb")
 
 
 def test_lab_to_rgb_clips_out_of_gamut_like_skimage() -> None:
     # Lab values drawn over the full a/b box: most are outside sRGB and must be clipped to [0, 1].
     rng = np.random.default_rng(7)
     lab = np.stack(
-        [rng.uniform(0, 100, (48, 48)), rng.uniform(-128, 127, (48, 48)), rng.uniform(-128, 127, (48, 48))], axis=-1
+        [rng.uniform(0, 100, (48, 48)), rng.uniform(-128, 127, (48, 48)),
+         rng.uniform(-128, 127, (48, 48))], axis=-1
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skimage warns about the clipping it does
@@ -208,7 +212,8 @@ def test_model_input_output_round_trip_on_photos(
 def test_image_to_tensor_and_back_is_exact_on_photo() -> None:
     original = _read_rgb(PHOTOS[0])
     tensor = color.image_to_tensor(Image.fromarray(original))
-    assert tensor.shape == (3, original.shape[0], original.shape[1]) and tensor.dtype == torch.float32
+    assert tensor.shape == (3, original.shape[0], original.shape[1])
+    assert tensor.dtype == torch.float32
     assert tensor.min() >= 0.0 and tensor.max() <= 1.0
     np.testing.assert_allclose(tensor.permute(1, 2, 0).numpy(), original / 255.0, atol=1e-7)
     image = color.tensor_to_image(tensor)
@@ -324,3 +329,28 @@ def test_load_image_scales_16_bit_grayscale_instead_of_clipping():
     decoded = np.asarray(color.load_image(buffer.getvalue(), name="scan16.png"))
     assert np.array_equal(decoded[..., 0], ramp >> 8)
     assert np.array_equal(decoded[..., 0], decoded[..., 2])
+
+
+@pytest.mark.parametrize("peak", [70_000, 5_000_000, 2**31 - 1])
+def test_load_image_scales_32_bit_grayscale_by_its_real_range(peak):
+    # 32-bit 'I' scans are not 16-bit: a ramp to `peak` must span 0..255, not clip or go dark.
+    ramp = np.linspace(0, peak, 64 * 64).reshape(64, 64).astype(np.int32)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp, mode="I").save(buffer, format="TIFF")
+    decoded = np.asarray(color.load_image(buffer.getvalue(), name="scan32.tif"))[..., 0]
+    expected = np.rint(ramp / float(ramp.max()) * 255)
+    assert np.abs(decoded.astype(float) - expected).max() <= 1
+    assert decoded.min() == 0 and decoded.max() == 255
+
+
+def test_load_image_keeps_8_bit_levels_in_32_bit_containers():
+    levels = np.tile(np.arange(0, 200, dtype=np.int32), (8, 1))  # values 0..199 in an 'I' image
+    buffer = io.BytesIO()
+    Image.fromarray(levels, mode="I").save(buffer, format="TIFF")
+    decoded = np.asarray(color.load_image(buffer.getvalue(), name="i8.tif"))[..., 0]
+    assert np.array_equal(decoded, levels.astype(np.uint8))
+    floats = (levels / 255.0).astype(np.float32)  # 'F' in [0, 1]
+    buffer = io.BytesIO()
+    Image.fromarray(floats, mode="F").save(buffer, format="TIFF")
+    decoded = np.asarray(color.load_image(buffer.getvalue(), name="f.tif"))[..., 0]
+    assert np.array_equal(decoded, levels.astype(np.uint8))

@@ -47,9 +47,9 @@ def test_augmentation_flips_horizontally(tiny_dataset):
                                                                augment=False))
     flipped, flipped_ab = _epoch(tiny_dataset, "val", LoaderConfig(batch_size=8, shuffle=False,
                                                                    augment=True))
-    same = [torch.equal(a, b) for a, b in zip(plain, flipped)]
-    mirrored = [torch.equal(a.flip(-1), b) for a, b in zip(plain, flipped)]
-    assert all(s or m for s, m in zip(same, mirrored))
+    same = [torch.equal(a, b) for a, b in zip(plain, flipped, strict=True)]
+    mirrored = [torch.equal(a.flip(-1), b) for a, b in zip(plain, flipped, strict=True)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True))
     assert any(mirrored) and not all(mirrored)
     for index, was_mirrored in enumerate(mirrored):
         expected = plain_ab[index].flip(-1) if was_mirrored else plain_ab[index]

@@ -9,7 +9,7 @@ from skimage.color import lab2rgb
 from skimage.metrics import peak_signal_noise_ratio
 from test_shards import _shard_samples
 
-from colorization import registry
+from colorization import versions
 from colorization.evaluate import EvalConfig, evaluate_model
 
 
@@ -18,11 +18,11 @@ def test_metrics_match_an_independent_computation(tiny_model, tiny_dataset):
     metrics = evaluate_model(model_id, dataset=tiny_dataset, models_root=models_root,
                              config=EvalConfig(batch_size=3))
     assert metrics["images"] == 8
-    card = registry.read_card(model_id, models_root=models_root)
+    card = versions.read_card(model_id, models_root=models_root)
     assert card["metrics"] == metrics and card["evaluated_on"]["split"] == "val"
 
     # Recompute from the raw shards with scikit-image and our tiny generator by hand.
-    generator, _ = registry.load_generator(model_id, models_root=models_root)
+    generator, _ = versions.load_generator(model_id, models_root=models_root)
     gray_psnr, pred_psnr, truth_colorfulness = [], [], []
     for lab in _shard_samples(tiny_dataset, "val").values():
         lab = lab.astype(np.float64)

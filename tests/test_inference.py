@@ -52,7 +52,7 @@ def test_batches_give_the_same_result_as_single_images(tiny_model, fixture_photo
         with Image.open(path) as img:
             photos.append(img.convert("L"))
     together = colorizer.colorize(photos)
-    for photo, batched in zip(photos, together):
+    for photo, batched in zip(photos, together, strict=True):
         (alone,) = colorizer.colorize([photo])
         assert alone.size == photo.size
         diff = np.abs(np.asarray(alone, int) - np.asarray(batched, int))

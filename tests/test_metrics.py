@@ -33,11 +33,13 @@ def _photo_batch(indices: list[int]) -> torch.Tensor:
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def _skimage_psnr_per_image(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> np.ndarray:
+def _skimage_psnr_per_image(
+    pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0
+) -> np.ndarray:
     return np.array(
         [
             peak_signal_noise_ratio(t.cpu().numpy(), p.cpu().numpy(), data_range=data_range)
-            for p, t in zip(pred, target)
+            for p, t in zip(pred, target, strict=True)
         ]
     )
 
@@ -161,7 +163,8 @@ def test_colorfulness_known_answer_uniform_red() -> None:
     #   ~= 0.3 * 285.0987 ~= 85.5296
     image = torch.zeros(1, 3, 7, 5)
     image[:, 0] = 1.0
-    np.testing.assert_allclose(metrics.colorfulness(image).numpy(), [0.3 * math.sqrt(81281.25)], rtol=1e-6)
+    np.testing.assert_allclose(metrics.colorfulness(image).numpy(),
+                               [0.3 * math.sqrt(81281.25)], rtol=1e-6)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from support import TINY_GENERATOR
 
-from colorization import paths, registry, storage
+from colorization import paths, storage, versions
+from colorization.constants import CHECKPOINT_NAME, WEIGHTS_NAME
 from colorization.train import (
-    CHECKPOINT_NAME,
     STAGES,
     TrainConfig,
     _Trainer,
@@ -29,12 +29,12 @@ def test_pretrain_l1_falls_and_saves_a_version(tiny_dataset):
     assert set(history[0]) >= {"l1", "loss_g"} and "loss_d" not in history[0]
     # 64 steps on 32 photos: the mean L1 of the last epoch is well below the first.
     assert history[-1]["l1"] < 0.8 * history[0]["l1"], history
-    card = registry.read_card(result["model_id"])
+    card = versions.read_card(result["model_id"])
     assert card["stage"] == "pretrain" and card["generator"] == TINY_GENERATOR.to_dict()
     assert card["image_size"] == 32 and card["dataset"] == tiny_dataset
     assert len(card["dataset_manifest_sha256"]) == 64 and card["parent"] is None
     # The weights are a plain state dict that loads with weights_only=True.
-    raw = storage.read_bytes(storage.join(result["model_url"], registry.WEIGHTS_NAME))
+    raw = storage.read_bytes(storage.join(result["model_url"], WEIGHTS_NAME))
     state = torch.load(io.BytesIO(raw), weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
@@ -49,7 +49,7 @@ def test_gan_stage_loss_is_adversarial_plus_100_l1(tiny_model, tiny_dataset):
     # Means of per-step values: loss_g = adversarial + 100 * l1 holds for the means too.
     assert epoch["loss_g"] == pytest.approx(epoch["adversarial"] + 100 * epoch["l1"], rel=1e-5)
     assert 0 < epoch["loss_d"] < 5
-    card = registry.read_card(result["model_id"], models_root=models_root)
+    card = versions.read_card(result["model_id"], models_root=models_root)
     assert card["parent"] == parent and card["stage"] == "gan"
 
 
@@ -57,7 +57,7 @@ def test_gan_starts_from_the_parent_weights(tiny_model, tiny_dataset):
     models_root, parent = tiny_model
     config = TrainConfig(stage="gan", generator=TINY_GENERATOR, epochs=1)
     trainer = _Trainer(config, torch.device("cpu"), parent, models_root, 32)
-    expected, _ = registry.load_generator(parent, models_root=models_root)
+    expected, _ = versions.load_generator(parent, models_root=models_root)
     for name, value in expected.state_dict().items():
         assert torch.equal(trainer.generator.state_dict()[name], value), name
     assert trainer.discriminator is not None and STAGES["gan"].adversarial
@@ -86,7 +86,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny_dataset, monkeypatch):
     assert resumed["steps"] == 12 and len(resumed["history"]) == 3
     # Epoch 1 was not redone, and the resumed run matches an uninterrupted one.
     assert resumed["history"][0] == json.loads(payload["history"])[0]
-    for ours, theirs in zip(resumed["history"], reference["history"]):
+    for ours, theirs in zip(resumed["history"], reference["history"], strict=True):
         assert ours["l1"] == pytest.approx(theirs["l1"], rel=1e-4)
     assert not checkpoint.exists()
 

@@ -198,7 +198,8 @@ def write_attribution(path: Path, fixtures: list[Fixture], commit: str) -> None:
     for fx in fixtures:
         c = fx.candidate
         lines.append(
-            f"| `{fx.file}` | {c.coco_id} | {c.license_name} | <{c.license_url}> | <{c.flickr_url}> |"
+            f"| `{fx.file}` | {c.coco_id} | {c.license_name} | <{c.license_url}> "
+            f"| <{c.flickr_url}> |"
         )
     path.write_text("\n".join(lines) + "\n")
 

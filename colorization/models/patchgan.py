@@ -52,7 +52,7 @@ class PatchDiscriminator(nn.Module):
 
         layers: list[nn.Module] = []
         c_in = in_channels
-        for i, (stride, c_out) in enumerate(zip(strides[:-1], widths)):
+        for i, (stride, c_out) in enumerate(zip(strides[:-1], widths, strict=True)):
             # The first conv sees raw input and has no norm, so it keeps its bias;
             # the others are followed by BatchNorm, which makes a bias redundant.
             first = i == 0

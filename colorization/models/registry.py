@@ -1,8 +1,10 @@
 """Named model builders, and the spec that names one in configs and model cards.
 
-Registering an architecture is one line: a name mapped to a callable that takes
-keyword options and returns an ``nn.Module`` (usually a ``functools.partial`` of
-the class with that variant's defaults).
+Registering an architecture is one line: a name mapped to a callable that takes keyword
+options and returns an ``nn.Module``. A named variant (``unet_256``) is a `Variant`: the
+options that define it are fixed, so a card can never say ``unet_256`` for a 64-px net
+(as torchvision's builders refuse ``num_classes`` that contradict their weights); the
+generic entries (``unet``, ``patchgan``) take every option.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from colorization.models.patchgan import PatchDiscriminator
 from colorization.models.unet import UNetGenerator
 
 __all__ = [
+    "Variant",
     "DEFAULT_DISCRIMINATOR",
     "DEFAULT_GENERATOR",
     "DISCRIMINATORS",
@@ -33,13 +36,42 @@ __all__ = [
 DEFAULT_GENERATOR = "unet_256"
 DEFAULT_DISCRIMINATOR = "patchgan_70"
 
+
+@dataclass(frozen=True)
+class Variant:
+    """A named variant of an architecture: `fixed` options define it and cannot be overridden;
+    `defaults` can."""
+
+    cls: Callable[..., nn.Module]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, **options: Any) -> nn.Module:
+        return self.cls(**{**self.defaults, **options, **self.fixed})
+
+    def check(self, spec: ModelSpec, kind: str) -> None:
+        """Refuse options that contradict what the variant's name promises."""
+        clashes = {k: v for k, v in spec.options.items() if k in self.fixed and v != self.fixed[k]}
+        if clashes:
+            fixed = ", ".join(f"{k}={self.fixed[k]!r}" for k in clashes)
+            raise ValueError(f"{kind} {spec.name!r} is defined by {fixed}; it cannot be "
+                             f"overridden with {clashes} (use the generic "
+                             f"{self.cls.__name__} entry instead)")
+
+
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
-    "unet_256": partial(UNetGenerator, num_downs=8, base_channels=64),
-    "unet_128": partial(UNetGenerator, num_downs=7, base_channels=64),
+    # Any depth and width: the name a card gives a U-Net that is not one of the variants.
+    "unet": partial(UNetGenerator, num_downs=8, base_channels=64),
+    # pix2pix's named variants: 8 / 7 downsamplings reach 1x1 at 256 / 128 px.
+    "unet_256": Variant(UNetGenerator, fixed={"num_downs": 8}, defaults={"base_channels": 64}),
+    "unet_128": Variant(UNetGenerator, fixed={"num_downs": 7}, defaults={"base_channels": 64}),
 }
 
 DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
-    "patchgan_70": partial(PatchDiscriminator, n_layers=3, base_channels=64),
+    "patchgan": partial(PatchDiscriminator, n_layers=3, base_channels=64),
+    # 3 strided layers give the 70x70 receptive field the name promises.
+    "patchgan_70": Variant(PatchDiscriminator, fixed={"n_layers": 3},
+                           defaults={"base_channels": 64}),
 }
 
 
@@ -112,6 +144,8 @@ def _build(
         raise ValueError(f"unknown {kind} {spec.name!r}; known: {', '.join(sorted(registry))}")
     factory = registry[spec.name]
     _check_options(factory, spec, kind)
+    if isinstance(factory, Variant):
+        factory.check(spec, kind)
 
     if seed is None:
         model = factory(**spec.options)
@@ -133,11 +167,11 @@ def _initialise(model: nn.Module, generator: torch.Generator | None) -> None:
 
 def _check_options(factory: Callable[..., nn.Module], spec: ModelSpec, kind: str) -> None:
     """Name an unknown option up front rather than let a constructor fail obscurely."""
-    params = inspect.signature(factory).parameters
+    target = factory.cls if isinstance(factory, Variant) else factory
+    params = inspect.signature(target).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return  # the factory takes **kwargs: it validates itself
     unknown = sorted(set(spec.options) - set(params))
     if unknown:
-        raise TypeError(
-            f"unknown option(s) {unknown} for {kind} {spec.name!r}; accepted: {', '.join(sorted(params))}"
-        )
+        raise ValueError(f"unknown option(s) {unknown} for {kind} {spec.name!r}; "
+                         f"accepted: {', '.join(sorted(params))}")

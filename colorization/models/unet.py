@@ -78,11 +78,11 @@ class UNetGenerator(nn.Module):
             c_in = widths[i] if i == innermost else 2 * widths[i]
             if i == 0:
                 # Outermost: the only conv with a bias, tanh bounds the prediction.
-                conv = nn.ConvTranspose2d(c_in, out_channels, _KERNEL, _STRIDE, _PADDING)
-                ups.append(nn.Sequential(nn.ReLU(), conv, nn.Tanh()))
+                outer = nn.ConvTranspose2d(c_in, out_channels, _KERNEL, _STRIDE, _PADDING)
+                ups.append(nn.Sequential(nn.ReLU(), outer, nn.Tanh()))
                 continue
-            conv = nn.ConvTranspose2d(c_in, widths[i - 1], _KERNEL, _STRIDE, _PADDING, bias=False)
-            layers: list[nn.Module] = [nn.ReLU(), conv, nn.BatchNorm2d(widths[i - 1])]
+            up = nn.ConvTranspose2d(c_in, widths[i - 1], _KERNEL, _STRIDE, _PADDING, bias=False)
+            layers: list[nn.Module] = [nn.ReLU(), up, nn.BatchNorm2d(widths[i - 1])]
             # Dropout (pix2pix's noise source) only in the 8*ngf -> 8*ngf levels that
             # are not innermost: 3 of them for unet_256, 2 for unet_128.
             if dropout > 0 and _FIRST_DROPOUT_LEVEL <= i < innermost:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from support import TINY_GENERATOR
 
-from colorization import registry
+from colorization import versions
 from colorization.shards import read_manifest
 from flows.retrain import retrain
 
@@ -16,11 +16,11 @@ SETTINGS = dict(image_size=32, generator=TINY_GENERATOR.name,
 def test_retrain_chains_the_stages_and_promotes_the_first_model(prefect_api, fixture_photos):
     summary = retrain(source=str(fixture_photos), **SETTINGS)
     model_id = summary["model_id"]
-    assert summary["promoted"] is True and registry.champion() == model_id
+    assert summary["promoted"] is True and versions.champion() == model_id
     assert read_manifest(summary["dataset"])["splits"]["val"]["count"] == 8
     pretrain, gan = summary["stages"]["pretrain"], summary["stages"]["gan"]
     assert gan["model_id"] == model_id and gan["steps"] == 2 and pretrain["steps"] == 4
-    card = registry.read_card(model_id)
+    card = versions.read_card(model_id)
     assert card["parent"] == pretrain["model_id"] and card["stage"] == "gan"
     assert card["metrics"] == summary["metrics"] and card["metrics"]["images"] == 8
     assert card["dataset"] == summary["dataset"]
@@ -28,5 +28,5 @@ def test_retrain_chains_the_stages_and_promotes_the_first_model(prefect_api, fix
     # A second run reuses the snapshot, trains a new model and leaves the champion alone.
     again = retrain(source=str(fixture_photos), **SETTINGS)
     assert again["dataset"] == summary["dataset"] and again["model_id"] != model_id
-    assert again["promoted"] is False and registry.champion() == model_id
-    assert len(registry.list_versions()) == 4
+    assert again["promoted"] is False and versions.champion() == model_id
+    assert len(versions.list_versions()) == 4

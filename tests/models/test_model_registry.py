@@ -21,7 +21,7 @@ from colorization.models import (
     build_generator,
 )
 
-TINY_G = ModelSpec("unet_256", {"num_downs": 4, "base_channels": 8})
+TINY_G = ModelSpec("unet", {"num_downs": 4, "base_channels": 8})
 TINY_D = ModelSpec("patchgan_70", {"base_channels": 8})
 
 
@@ -59,7 +59,8 @@ def test_options_override_registered_defaults() -> None:
     with torch.no_grad():
         assert generator.eval()(torch.zeros(1, 1, 20, 12)).shape == (1, 2, 20, 12)
 
-    discriminator = build_discriminator(ModelSpec("patchgan_70", {"n_layers": 2, "base_channels": 4}), seed=0)
+    spec = ModelSpec("patchgan", {"n_layers": 2, "base_channels": 4})
+    discriminator = build_discriminator(spec, seed=0)
     assert discriminator.receptive_field == 34
     assert n_params(discriminator) < n_params(build_discriminator(TINY_D, seed=0))
 
@@ -73,17 +74,33 @@ def test_unknown_name_is_a_value_error_listing_the_known_ones() -> None:
 
 
 def test_unknown_option_is_named() -> None:
-    with pytest.raises(TypeError, match="num_layers"):
+    with pytest.raises(ValueError, match="num_layers"):
         build_generator(ModelSpec("unet_256", {"num_layers": 3}))
-    with pytest.raises(TypeError, match="ngf"):
+    with pytest.raises(ValueError, match="ngf"):
         build_discriminator(ModelSpec("patchgan_70", {"ngf": 3}))
 
 
+def test_a_variant_refuses_overrides_of_what_defines_it() -> None:
+    # A card must never say unet_256 for a 64-px net, nor patchgan_70 for a 34-px one.
+    with pytest.raises(ValueError, match="'unet_256' is defined by num_downs=8"):
+        build_generator(ModelSpec("unet_256", {"num_downs": 6}))
+    with pytest.raises(ValueError, match="'unet_128' is defined by num_downs=7"):
+        build_generator(ModelSpec("unet_128", {"num_downs": 8}))
+    with pytest.raises(ValueError, match="'patchgan_70' is defined by n_layers=3"):
+        build_discriminator(ModelSpec("patchgan_70", {"n_layers": 2}))
+    # Restating the defining value, or overriding what does not define it, is fine.
+    restated = ModelSpec("unet_128", {"num_downs": 7, "base_channels": 4})
+    assert build_generator(restated).num_downs == 7
+    assert build_discriminator(ModelSpec("patchgan_70", {"base_channels": 4})).receptive_field == 70
+    assert build_generator(ModelSpec("unet", {"num_downs": 6, "base_channels": 4})).num_downs == 6
+
+
 def test_model_spec_round_trips_through_json() -> None:
-    spec = ModelSpec("unet_256", {"num_downs": 4, "base_channels": 8, "dropout": 0.0})
+    spec = ModelSpec("unet", {"num_downs": 4, "base_channels": 8, "dropout": 0.0})
     text = json.dumps(spec.to_dict())
     assert ModelSpec.from_dict(json.loads(text)) == spec
-    assert ModelSpec.from_dict(json.loads(json.dumps(ModelSpec("unet_128").to_dict()))) == ModelSpec("unet_128")
+    named = ModelSpec("unet_128")
+    assert ModelSpec.from_dict(json.loads(json.dumps(named.to_dict()))) == named
     assert ModelSpec.from_dict({"name": "unet_128"}) == ModelSpec("unet_128")
 
 
@@ -104,7 +121,8 @@ def test_same_seed_same_weights_different_seed_different() -> None:
     assert same_weights(build_generator(TINY_G, seed=7), build_generator(TINY_G, seed=7))
     assert not same_weights(build_generator(TINY_G, seed=7), build_generator(TINY_G, seed=8))
     assert same_weights(build_discriminator(TINY_D, seed=7), build_discriminator(TINY_D, seed=7))
-    assert not same_weights(build_discriminator(TINY_D, seed=7), build_discriminator(TINY_D, seed=8))
+    assert not same_weights(build_discriminator(TINY_D, seed=7),
+                            build_discriminator(TINY_D, seed=8))
 
 
 def test_seeded_build_leaves_the_global_rng_alone() -> None:
@@ -124,7 +142,7 @@ def test_unseeded_builds_differ() -> None:
 
 
 def test_pix2pix_initialisation() -> None:
-    model = build_generator(ModelSpec("unet_256", {"num_downs": 5, "base_channels": 16}), seed=0)
+    model = build_generator(ModelSpec("unet", {"num_downs": 5, "base_channels": 16}), seed=0)
     convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     weights = torch.cat([m.weight.flatten() for m in convs])
     assert abs(weights.mean().item()) < 2e-3
@@ -138,6 +156,7 @@ def test_pix2pix_initialisation() -> None:
 
 
 def test_registering_an_architecture_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(GENERATORS, "unet_tiny", partial(UNetGenerator, num_downs=3, base_channels=4))
+    monkeypatch.setitem(GENERATORS, "unet_tiny",
+                        partial(UNetGenerator, num_downs=3, base_channels=4))
     model = build_generator(ModelSpec("unet_tiny", {"dropout": 0.0}), seed=0)
     assert isinstance(model, UNetGenerator) and model.num_downs == 3

@@ -14,7 +14,8 @@ def measured_receptive_field(n_layers: int, size: int) -> tuple[int, int]:
     # eval(): BatchNorm uses running statistics, so pixels do not couple through the batch
     # statistics and the gradient is non-zero exactly where the logit can see.
     model = PatchDiscriminator(base_channels=4, n_layers=n_layers).eval()
-    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0),
+                    requires_grad=True)
     logits = model(x)  # [1, 1, h, w]
     h, w = logits.shape[-2:]
     logits[0, 0, h // 2, w // 2].backward()

@@ -11,7 +11,7 @@ from colorization.models import ModelSpec, UNetGenerator, build_generator
 
 def tiny(num_downs: int = 4, base_channels: int = 8, seed: int = 0) -> nn.Module:
     """A few-thousand-parameter U-Net, eval mode so BatchNorm does not couple pixels."""
-    spec = ModelSpec("unet_256", {"num_downs": num_downs, "base_channels": base_channels})
+    spec = ModelSpec("unet", {"num_downs": num_downs, "base_channels": base_channels})
     return build_generator(spec, seed=seed).eval()
 
 
@@ -30,7 +30,9 @@ def n_params(model: nn.Module) -> int:
         ((1, 1, 130, 17), 5),
     ],
 )
-def test_any_size_gives_same_hw_two_channels_in_tanh_range(shape: tuple[int, ...], num_downs: int) -> None:
+def test_any_size_gives_same_hw_two_channels_in_tanh_range(
+    shape: tuple[int, ...], num_downs: int
+) -> None:
     model = tiny(num_downs=num_downs, base_channels=4)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():
@@ -84,7 +86,8 @@ def test_dropout_only_in_the_inner_8ngf_decoder_levels(num_downs: int, expected:
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     assert len(dropouts) == expected
     assert all(d.p == 0.5 for d in dropouts)
-    assert not any(isinstance(m, nn.Dropout) for m in UNetGenerator(num_downs=num_downs, dropout=0).modules())
+    no_dropout = UNetGenerator(num_downs=num_downs, dropout=0)
+    assert not any(isinstance(m, nn.Dropout) for m in no_dropout.modules())
 
 
 def test_dropout_is_active_in_train_mode_only() -> None:

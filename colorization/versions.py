@@ -18,7 +18,7 @@ from torch import nn
 
 from colorization import __version__, paths, storage
 from colorization.constants import CARD_NAME, CHAMPION_POINTER, WEIGHTS_NAME
-from colorization.models import ModelSpec, build_generator
+from colorization.models import GENERATORS, ModelSpec, UNetGenerator, Variant, build_generator
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,18 @@ def load_generator(
     """Rebuild a version's generator from its card and weights; returns (model in eval, card)."""
     url = resolve(ref, models_root=models_root)
     card = storage.read_json(storage.join(url, CARD_NAME))
-    model = build_generator(ModelSpec.from_dict(card["generator"]))
+    model = build_generator(_upgrade_spec(ModelSpec.from_dict(card["generator"])))
     state = torch.load(io.BytesIO(storage.read_bytes(storage.join(url, WEIGHTS_NAME))),
                        map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), card
+
+
+def _upgrade_spec(spec: ModelSpec) -> ModelSpec:
+    """Cards written before variants were guarded may say `unet_256` with another depth;
+    the generic `unet` entry builds exactly what they describe."""
+    variant = GENERATORS.get(spec.name)
+    if isinstance(variant, Variant) and variant.cls is UNetGenerator and any(
+            spec.options.get(key, value) != value for key, value in variant.fixed.items()):
+        return ModelSpec("unet", spec.options)
+    return spec

@@ -1,0 +1,104 @@
+"""Where work runs and in what precision: one choice shared by training, evaluation and inference.
+
+`select_device("auto")` is CUDA when present, else the CPU. `select_precision("auto", device)`
+is mixed precision on CUDA (bf16 where the GPU supports it, else fp16 with a GradScaler)
+and fp32 on the CPU; "fp32", "bf16" and "fp16" force one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from colorization.constants import DEFAULT_DEVICE, DEFAULT_PRECISION
+
+logger = logging.getLogger(__name__)
+
+# What `--device` accepts: these names, or "cuda:N" for one GPU of several.
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A numeric precision: the autocast dtype (None: plain fp32) and whether fp16's
+    GradScaler is needed to keep small gradients from underflowing."""
+
+    name: str
+    autocast_dtype: torch.dtype | None
+    needs_grad_scaler: bool
+
+
+PRECISIONS: dict[str, Precision] = {
+    "fp32": Precision("fp32", None, False),
+    "bf16": Precision("bf16", torch.bfloat16, False),
+    "fp16": Precision("fp16", torch.float16, True),
+}
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+
+
+def check_device_name(name: str) -> str:
+    """`name` when it is a device `--device` accepts; ValueError naming it otherwise."""
+    if not _DEVICE_PATTERN.match(name):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    return name
+
+
+def select_device(name: str = DEFAULT_DEVICE) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cpu', 'cuda', 'cuda:N' as named."""
+    check_device_name(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+@functools.cache
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX)."""
+    try:
+        # Private API (torch 2.x): oneDNN's own check. Fall back to the kernel's CPU flags.
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        pass
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def supports_bf16(device: torch.device) -> bool:
+    """Whether `device` runs bf16 natively (Ampere or newer GPUs; CPUs with AVX512-BF16/AMX)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return cpu_supports_bf16()
+    return False
+
+
+def select_precision(name: str = DEFAULT_PRECISION, *, device: torch.device) -> Precision:
+    """The precision to run in on `device`; see the module docstring for 'auto'."""
+    if name == "auto":
+        if device.type == "cuda":
+            return PRECISIONS["bf16" if supports_bf16(device) else "fp16"]
+        return PRECISIONS["fp32"]
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; use one of {', '.join(PRECISION_CHOICES)}")
+    if name == "bf16" and not supports_bf16(device):
+        logger.warning("bf16 was asked for, but %s has no native bf16: it will be slow", device)
+    return PRECISIONS[name]
+
+
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """Autocast for `precision` on `device`; a no-op context for fp32."""
+    if precision.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=precision.autocast_dtype)
