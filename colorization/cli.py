@@ -112,6 +112,16 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (None) or the help states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or "default:" in text or action.required:
+            return text
+        return super()._get_help_string(action) or text
+
+
 def _device(name: str) -> str:
     try:
         return check_device_name(name)
@@ -137,6 +147,13 @@ def _add_compute_options(parser: argparse.ArgumentParser) -> None:
                         help="numeric precision; auto is mixed precision on CUDA, fp32 on CPU")
 
 
+def _add_sample_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE,
+                        help="photos to sample (all of them when fewer)")
+    parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
+                        help="side of the square centre crops, in pixels")
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator", choices=sorted(GENERATORS), default=DEFAULT_GENERATOR,
                         help="registered generator architecture")
@@ -151,7 +168,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    formatter = _HelpFormatter
     parser = argparse.ArgumentParser(
         prog="colorize", formatter_class=formatter,
         description="Colorize black-and-white photos; prepare data, train, evaluate and "
@@ -170,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     images = add("images", cmd_images, "colorize image files and folders at full resolution")
     images.add_argument("paths", nargs="+", help="image files or folders (local or s3://)")
     images.add_argument("--out", required=True, help="output folder or s3:// prefix")
-    images.add_argument("--model", help="model id or version folder; default: the champion")
+    images.add_argument("--model", help="model id or version folder (default: the champion)")
     images.add_argument("--batch-size", type=int, default=DEFAULT_INFERENCE_BATCH,
                         help="photos per forward pass")
     images.add_argument("--overwrite", action="store_true",
@@ -179,15 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = add("prepare", cmd_prepare, "colour photos -> a Lab-shard dataset snapshot")
     prepare.add_argument("source", help="folder or s3:// prefix of colour photos")
-    prepare.add_argument("--out", help="snapshot URL; default: <home>/datasets/<snapshot id>")
+    prepare.add_argument("--out", help="snapshot URL (default: <home>/datasets/<snapshot id>)")
     prepare.add_argument("--seed", type=int, default=DEFAULT_SEED,
                          help="seed of the sample and the split")
-    prepare.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE,
-                         help="photos to sample (all of them when fewer)")
+    _add_sample_options(prepare)
     prepare.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
                          help="share of the sample held out for validation")
-    prepare.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
-                         help="side of the square centre crops, in pixels")
     prepare.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                          help="photos per tar shard")
 
@@ -196,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stage", choices=sorted(STAGES), default=DEFAULT_STAGE,
                        help="pretrain: L1 only; gan: adversarial + 100 x L1")
     train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="passes over the data")
-    train.add_argument("--init-from", help="model id whose generator starts this stage")
+    train.add_argument("--init-from", help="model id whose generator starts this stage "
+                       "(default: a freshly initialised generator)")
     train.add_argument("--discriminator", choices=sorted(DISCRIMINATORS),
                        default=DEFAULT_DISCRIMINATOR, help="registered discriminator (gan)")
     _add_model_options(train)
@@ -212,10 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     retrain = add("retrain", cmd_retrain, "the whole chain as a Prefect flow run")
     retrain.add_argument("source", help="folder or s3:// prefix of colour photos")
-    retrain.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE,
-                         help="photos to sample (all of them when fewer)")
-    retrain.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
-                         help="side of the square centre crops, in pixels")
+    _add_sample_options(retrain)
     retrain.add_argument("--pretrain-epochs", type=int, default=DEFAULT_EPOCHS,
                          help="epochs of the L1 stage (0 skips it)")
     retrain.add_argument("--gan-epochs", type=int, default=DEFAULT_EPOCHS,

@@ -13,6 +13,7 @@ DEFAULT_HOME = "~/.colorization"
 DATASETS_DIR = "datasets"
 MODELS_DIR = "models"
 RUNS_DIR = "runs"
+CURATION_DIR = "curation"
 CHAMPION_POINTER = "champion"
 
 # File names inside a dataset snapshot, a model version and a training run.
@@ -21,6 +22,7 @@ WEIGHTS_NAME = "generator.pt"
 CARD_NAME = "card.json"
 CHECKPOINT_NAME = "checkpoint.pt"
 RESULT_NAME = "result.json"
+EXCLUDE_LIST_NAME = "exclude.txt"  # under CURATION_DIR: photo ids curators flagged
 
 # Total attempts per S3 call (first try included) under botocore's standard retry mode.
 S3_MAX_ATTEMPTS = 8

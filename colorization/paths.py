@@ -6,6 +6,7 @@ import os
 
 from colorization import storage
 from colorization.constants import (
+    CURATION_DIR,
     DATASETS_DIR,
     DEFAULT_HOME,
     HOME_ENV,
@@ -30,6 +31,11 @@ def datasets_root() -> str:
 def models_root() -> str:
     """Where model versions and the champion pointer live."""
     return storage.join(home(), MODELS_DIR)
+
+
+def curation_root() -> str:
+    """Where curation results live (the exclusion list)."""
+    return storage.join(home(), CURATION_DIR)
 
 
 def runs_root() -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 
 from PIL import Image
 
-from colorization import versions
-from colorization.cli import main
+from colorization import storage, versions
+from colorization.cli import _HelpFormatter, build_parser, main
 
 
 def test_images_and_models_commands(tiny_model, tmp_path, capsys, monkeypatch):
@@ -43,3 +46,71 @@ def test_prepare_train_evaluate_promote(fixture_photos, capsys):
     capsys.readouterr()
     assert main(["models", "list"]) == 0
     assert capsys.readouterr().out.startswith(f"* {model_id}")
+
+
+def _options(parser: argparse.ArgumentParser, path: str = "colorize"):
+    """Every (command path, option action) of the parser tree."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _options(child, f"{path} {name}")
+        elif action.option_strings and not isinstance(action, argparse._HelpAction):
+            yield path, action
+
+
+def test_every_option_has_help_and_shows_its_default():
+    parser = build_parser()
+    options = list(_options(parser))
+    assert len(options) > 30
+    for command, action in options:
+        name = f"{command} {action.option_strings[-1]}"
+        assert action.help and len(action.help) > 10, f"{name}: no help text"
+        shown = _HelpFormatter("colorize")._get_help_string(action)
+        assert action.required or "default:" in shown, f"{name}: default not shown"
+    # argparse renders them: spot-check one command's help text.
+    train_help = parser._subparsers._group_actions[0].choices["train"].format_help()
+    assert "(default: pretrain)" in train_help and "{auto,fp32,bf16,fp16}" in train_help
+
+
+def test_options_a_command_ignores_are_not_offered():
+    offered: dict[str, set[str]] = {}
+    for command, action in _options(build_parser()):
+        offered.setdefault(command, set()).add(action.dest)
+    assert "device" not in offered["colorize prepare"]
+    assert "colorize models list" not in offered  # it takes no options at all
+    assert "seed" not in offered["colorize evaluate"]
+    assert {"device", "precision"} <= offered["colorize images"]
+
+
+def test_a_text_file_is_one_clear_line_and_a_nonzero_exit(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    # As a user runs it: a separate process, so nothing of pytest's catches a traceback.
+    done = subprocess.run([sys.executable, "-m", "colorization.cli", "images", str(notes),
+                           "--out", str(tmp_path / "x")], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert lines == [f"colorize: error: {notes}: not an image file "
+                     "(expected .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp)"], done.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_s3_prefix_holding_only_a_text_file_is_a_clear_error(s3_bucket, capsys):
+    storage.write_text(storage.join(s3_bucket, "incoming/notes.txt"), "not a photo")
+    prefix = storage.join(s3_bucket, "incoming")
+    assert main(["images", prefix, "--out", storage.join(s3_bucket, "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"colorize: error: {prefix}: no image files found "
+                   "(looked for .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp)"]
+    text_object = storage.join(prefix, "notes.txt")
+    assert main(["images", text_object, "--out", storage.join(s3_bucket, "out")]) == 2
+    assert "notes.txt: not an image file" in capsys.readouterr().err
+    assert storage.list_files(s3_bucket) == [text_object]  # nothing written, input kept
+
+
+def test_storage_errors_are_one_line(s3_bucket, capsys):
+    # A bucket that does not exist: boto's error becomes one line naming the URL.
+    assert main(["images", "s3://no-such-bucket-here/x", "--out", str(s3_bucket)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "s3://no-such-bucket-here/x" in err[0], err

@@ -111,3 +111,43 @@ def test_missing_input_and_model_are_named(tmp_path, tiny_model):
     Image.new("L", (8, 8), 128).save(photo)
     with pytest.raises(FileNotFoundError, match="no promoted model"):
         colorize_paths([str(photo)], out=str(tmp_path / "out"))
+
+
+def test_a_failed_write_is_reported_like_a_failed_read(tiny_model, fixture_photos, tmp_path,
+                                                       monkeypatch):
+    models_root, model_id = tiny_model
+    source = tmp_path / "in"
+    source.mkdir()
+    for path in sorted(fixture_photos.glob("*.jpg"))[:3]:
+        shutil.copy(path, source / path.name)
+    names = sorted(p.name for p in source.iterdir())
+    out = tmp_path / "out"
+    real_write = storage.write_bytes
+
+    def flaky_write(url: str, data: bytes) -> None:
+        if url.endswith(names[1]):
+            raise PermissionError(13, "Permission denied", url)
+        real_write(url, data)
+
+    monkeypatch.setattr(storage, "write_bytes", flaky_write)
+    report = colorize_paths([str(source)], out=str(out), model=model_id,
+                            models_root=models_root, batch_size=3, device="cpu")
+    # The run went on: the other two were written; the failure names the output.
+    assert sorted(p.name for p in out.iterdir()) == [names[0], names[2]]
+    assert list(report.failed) == [str(source / names[1])]
+    assert "cannot write" in report.failed[str(source / names[1])]
+    assert "Permission denied" in report.failed[str(source / names[1])]
+
+
+@pytest.mark.parametrize("make_input", ["text_file", "empty_folder"])
+def test_inputs_without_images_are_named(tmp_path, make_input):
+    if make_input == "text_file":
+        target = tmp_path / "notes.txt"
+        target.write_text("hello")
+        expected = "notes.txt: not an image file"
+    else:
+        target = tmp_path / "empty"
+        target.mkdir()
+        expected = "empty: no image files found"
+    with pytest.raises(ValueError, match=expected):
+        colorize_paths([str(target)], out=str(tmp_path / "out"))
