@@ -95,10 +95,29 @@ def _sha256(path: Path) -> str:
 def _forget_inherited_exit_hooks(worker_id: int) -> None:
     """DataLoader worker init: drop the thread-exit hooks of Prefect's services.
 
-    Under a flow run, Prefect's log and event workers register `threading` exit hooks that
-    drain their (background-thread) queues. A forked worker inherits the hooks but not the
-    threads, and the drain fails at exit, so the worker dies with code 1 and the loader
-    raises. Only those hooks are removed; the worker sends nothing to Prefect.
+    Prefect bug (Prefect 3.8.8, CPython 3.11.7, torch 2.14.1): a process forked under a flow
+    run exits with code 1. `_QueueServiceBase.start` (prefect/_internal/concurrency/
+    services.py:127) calls `threading._register_atexit(self._at_exit)` for the APILogWorker
+    and EventsWorker. Prefect's after-fork hook (`reset_for_fork`) marks the child's copies
+    stopped with `_done_event = None` but keeps the exit hook, so at the child's thread
+    shutdown `_drain` fails `assert self._done_event is not None` (services.py:245): exit
+    code 1 under multiprocessing (the loader raises), an ignored traceback after os.fork().
+    Reproduction; prints "child exit code: 1" (0 with this function run in the child):
+
+        import multiprocessing as mp
+        from prefect import flow, get_run_logger
+
+        @flow
+        def parent() -> int | None:
+            get_run_logger().info("starts the log service")
+            child = mp.get_context("fork").Process(target=print)
+            child.start(), child.join()
+            return child.exitcode
+
+        print("child exit code:", parent())
+
+    Dropping only Prefect's hooks is safe: the worker sends nothing to Prefect.
+    tests/flows/test_loader_workers.py fails when Prefect or CPython changes under this.
     """
     hooks = getattr(threading, "_threading_atexits", None)  # CPython's list of hooks
     if hooks:

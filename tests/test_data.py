@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import torch
 
@@ -56,26 +58,49 @@ def test_augmentation_flips_horizontally(tiny_dataset):
         assert torch.equal(flipped_ab[index], expected)
 
 
-def test_remote_shards_are_cached_and_verified(s3_bucket, fixture_photos):
+def _remote_dataset(bucket: str, fixture_photos) -> str:
+    """5 fixture photos prepared at 16 px into the bucket: 3 train / 2 val, one shard each."""
     for photo in sorted(fixture_photos.glob("*.jpg"))[:5]:
-        storage.upload(photo, storage.join(s3_bucket, "photos", photo.name))
-    dataset = prepare_dataset(PrepareConfig(source=storage.join(s3_bucket, "photos"),
-                                            output=storage.join(s3_bucket, "snap"),
-                                            image_size=16, val_fraction=0.4))
+        storage.upload(photo, storage.join(bucket, "photos", photo.name))
+    return prepare_dataset(PrepareConfig(source=storage.join(bucket, "photos"),
+                                         output=storage.join(bucket, "snap"),
+                                         image_size=16, val_fraction=0.4))
+
+
+def test_remote_shards_are_cached_and_verified(s3_bucket, fixture_photos):
+    dataset = _remote_dataset(s3_bucket, fixture_photos)
     files = local_shards(dataset, "train")
     assert len(files) == 1 and files[0].startswith(str(cache_dir()))
     shard = read_manifest(dataset)["splits"]["train"]["shards"][0]
     assert storage.read_bytes(files[0]) == storage.read_bytes(storage.join(dataset,
                                                                           shard["name"]))
-    # A corrupted cache entry is fetched again rather than trusted.
-    with open(files[0], "r+b") as handle:
-        handle.write(b"garbage")
-    # Filesystem timestamps can be coarser than this test is quick: date the damage later.
-    stamp = os.stat(files[0]).st_mtime_ns + 10**9
-    os.utime(files[0], ns=(stamp, stamp))
-    assert local_shards(dataset, "train") == files
     l_norm, _ = _epoch(dataset, "train", LoaderConfig(batch_size=2, shuffle=False))
     assert l_norm.shape == (3, 1, 16, 16)
+
+
+def test_corrupted_cached_shard_is_fetched_again(s3_bucket, fixture_photos):
+    """Guards the sha256 check of cached shards: a damaged cache entry of the right size must
+    be fetched again, not streamed into training."""
+    dataset = _remote_dataset(s3_bucket, fixture_photos)
+    shard = read_manifest(dataset)["splits"]["train"]["shards"][0]
+    config = LoaderConfig(batch_size=2, shuffle=False, augment=False)
+    (cached,) = local_shards(dataset, "train")
+    expected_l, expected_ab = _epoch(dataset, "train", config)
+    # Flip bytes mid-file: same size, tar headers intact, sample values silently wrong.
+    data = bytearray(Path(cached).read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    Path(cached).write_bytes(bytes(data))
+    # Filesystem timestamps can be coarser than this test is quick: date the damage later.
+    stamp = os.stat(cached).st_mtime_ns + 10**9
+    os.utime(cached, ns=(stamp, stamp))
+    assert os.path.getsize(cached) == shard["bytes"]
+
+    assert local_shards(dataset, "train") == [cached]
+    assert hashlib.sha256(Path(cached).read_bytes()).hexdigest() == shard["sha256"]
+    l_norm, ab = _epoch(dataset, "train", config)
+    assert l_norm.shape == (3, 1, 16, 16)
+    assert torch.equal(l_norm, expected_l) and torch.equal(ab, expected_ab)
 
 
 def test_unknown_split_is_named(tiny_dataset):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from skimage.color import rgb2lab
 
 from colorization import storage
@@ -143,3 +143,53 @@ def test_prepare_from_and_to_s3(s3_bucket, fixture_photos, tmp_path):
     assert len(manifest_digest(dataset)) == 64
     samples = _shard_samples(dataset, "train")
     assert sorted(samples) == sorted(manifest["splits"]["train"]["ids"])
+
+
+def _bands(size: tuple[int, int], colours: list[tuple[int, int, int]], *,
+           vertical: bool) -> Image.Image:
+    """An RGB image cut into equal bands of `colours`: left to right, or top to bottom."""
+    width, height = size
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    step = (width if vertical else height) // len(colours)
+    for index, colour in enumerate(colours):
+        if vertical:
+            pixels[:, index * step:(index + 1) * step] = colour
+        else:
+            pixels[index * step:(index + 1) * step] = colour
+    return Image.fromarray(pixels)
+
+
+def test_center_square_keeps_only_the_centre(fixture_photos):
+    """Guards the crop offsets: the centre square, not the top-left (or any other) corner."""
+    red, green, blue = (200, 30, 30), (30, 200, 30), (30, 30, 200)
+    # Five bands, the middle three green: the 20 px square of a 100 x 20 image (or, at 10 px,
+    # of its 50 x 10 resize) lies well inside the green, clear of the bicubic filter's reach.
+    colours = [red, green, green, green, blue]
+    for size in (20, 10):
+        wide = center_square(_bands((100, 20), colours, vertical=True), size)
+        tall = center_square(_bands((20, 100), colours, vertical=False), size)
+        for crop in (wide, tall):
+            assert crop.size == (size, size)
+            worst = int(np.abs(np.asarray(crop, dtype=int) - green).max())
+            assert worst <= 1, f"{size} px crop strays {worst} levels from the centre colour"
+
+    # Real photos against PIL's own centred fit. ImageOps.fit crops at fractional offsets;
+    # center_square at whole pixels after the resize, so they agree where the resized margin
+    # is even (otherwise they differ by half a pixel, which is no bug).
+    checked = set()
+    for photo in sorted(fixture_photos.glob("*.jpg"))[:6]:
+        with Image.open(photo) as img:
+            img = img.convert("RGB")
+        for size in (32, 57):
+            scale = size / min(img.size)
+            margin = abs(round(img.width * scale) - round(img.height * scale))
+            if margin % 2:
+                continue
+            ours = np.asarray(center_square(img, size), dtype=float)
+            expected = np.asarray(ImageOps.fit(img, (size, size), Image.Resampling.BICUBIC,
+                                               centering=(0.5, 0.5)), dtype=float)
+            # Resampling order alone: ~0.2-0.9 mean; a crop off by a pixel or more: 10-50.
+            error = float(np.abs(ours - expected).mean())
+            assert error < 2, f"{photo.name} at {size} px: mean error {error:.2f}"
+            checked.add(img.width > img.height)
+    assert checked == {True, False}  # both landscape and portrait photos were compared

@@ -7,6 +7,7 @@ import torch
 from support import TINY_GENERATOR
 
 from colorization import paths, storage, versions
+from colorization.constants import CHAMPION_POINTER
 from colorization.models import build_generator
 
 
@@ -70,3 +71,24 @@ def test_versions_and_champion_in_s3(s3_bucket, monkeypatch):
     model, card = versions.load_generator(None)
     assert card["model_id"] == model_id and versions.resolve(None).startswith("s3://")
     assert [c["model_id"] for c in versions.list_versions()] == [model_id]
+
+
+def test_failed_promotion_keeps_the_previous_champion(monkeypatch):
+    """Guards the champion pointer against being deleted before it is rewritten: a promotion
+    whose pointer write fails must leave the previous champion in place."""
+    first, second = _save(), _save("gan")
+    versions.promote(first, reason="first")
+    pointer = storage.join(paths.models_root(), CHAMPION_POINTER)
+    real_write = storage.write_bytes
+
+    def failing_write(url: str, data: bytes) -> None:
+        if url == pointer:
+            raise OSError("simulated crash while writing the pointer")
+        real_write(url, data)
+
+    monkeypatch.setattr(storage, "write_bytes", failing_write)
+    with pytest.raises(OSError, match="simulated crash"):
+        versions.promote(second, reason="better")
+    monkeypatch.setattr(storage, "write_bytes", real_write)
+    assert versions.champion() == first
+    assert [entry["model_id"] for entry in storage.read_json(pointer)["history"]] == [first]
