@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from colorization import color, storage
 from colorization.constants import SHUFFLE_BUFFER
-from colorization.shards import lab_tensor, read_manifest
+from colorization.shards import read_manifest, sample_lab
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ def _is_prefect_hook(hook: object) -> bool:
 
 
 def _to_pair(sample: dict, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoded sample -> (L [1, S, S], ab [2, S, S]), both normalised to [-1, 1]."""
-    lab = lab_tensor(sample["lab.npy"])  # [3, S, S]
+    """Raw sample (either format_version) -> (L [1, S, S], ab [2, S, S]), in [-1, 1]."""
+    lab = sample_lab(sample)  # [3, S, S]
     if augment and torch.rand(()) < 0.5:
         lab = lab.flip(-1)
     return color.normalize_l(lab[:1]), color.normalize_ab(lab[1:])
@@ -131,7 +131,8 @@ def split_dataset(dataset: str, split: str, config: LoaderConfig) -> wds.WebData
     if config.shuffle:
         pipeline = pipeline.shuffle(SHUFFLE_BUFFER, seed=config.seed)
     # A partial, not a lambda: it must pickle for DataLoader workers under `spawn`.
-    return pipeline.decode().map(partial(_to_pair, augment=config.augment))
+    # Samples are decoded by `_to_pair` itself: WebP or npy, by what the shard holds.
+    return pipeline.map(partial(_to_pair, augment=config.augment))
 
 
 def make_loader(dataset: str, split: str, config: LoaderConfig) -> DataLoader:
