@@ -41,6 +41,7 @@ from colorization.constants import (
     DOWNLOAD_THREADS,
     RAW_DIR,
 )
+from colorization.samples import Dropped
 
 logger = logging.getLogger(__name__)
 
@@ -154,17 +155,18 @@ def objects(coco: COCO, image_id: int) -> list[dict[str, Any]]:
 
 
 def verify_photo(data: bytes, *, name: str, size: tuple[int, int]) -> None:
-    """ValueError unless `data` decodes fully (every scan read) at exactly `size`."""
+    """`Dropped` (unreadable or size_mismatch) unless `data` decodes fully (every scan
+    read) at exactly `size`."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.size != tuple(size):
-                raise ValueError(f"{name}: {img.size[0]}x{img.size[1]}, annotation says "
-                                 f"{size[0]}x{size[1]}")
+                raise Dropped("size_mismatch", f"{name}: {img.size[0]}x{img.size[1]}, "
+                              f"annotation says {size[0]}x{size[1]}")
             if img.format == "JPEG":
                 img.draft(img.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
             img.load()  # draft still reads all entropy-coded data: truncation is caught
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{name}: does not decode ({exc})") from exc
+        raise Dropped("unreadable", f"{name}: does not decode ({exc})") from exc
 
 
 @dataclass
@@ -173,7 +175,7 @@ class FetchReport:
 
     downloaded: list[str]
     cached: list[str]
-    failed: dict[str, str]
+    failed: dict[str, tuple[str, str]]  # id -> (drop reason, detail)
 
 
 def fetch(items: Sequence[CocoPhoto], *, dest: str, threads: int = DOWNLOAD_THREADS,
@@ -185,16 +187,17 @@ def fetch(items: Sequence[CocoPhoto], *, dest: str, threads: int = DOWNLOAD_THRE
     """
     report = FetchReport([], [], {})
 
-    def one(photo: CocoPhoto) -> tuple[str, str | None]:
+    def one(photo: CocoPhoto) -> tuple[str, tuple[str, str] | None]:
         target = storage.join(dest, photo.id)
         if storage.exists(target):
             return "cached", None
-        delay, error = DOWNLOAD_BACKOFF_S, ""
+        delay, reason, error = DOWNLOAD_BACKOFF_S, "unreadable", ""
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
                 data = storage.read_bytes(photo.url)
                 verify_photo(data, name=photo.url, size=(photo.width, photo.height))
             except (OSError, ValueError) as exc:
+                reason = exc.reason if isinstance(exc, Dropped) else "unreadable"
                 error = str(exc)
                 logger.warning("attempt %d/%d: %s", attempt, DOWNLOAD_ATTEMPTS, error)
                 if attempt < DOWNLOAD_ATTEMPTS:
@@ -203,12 +206,12 @@ def fetch(items: Sequence[CocoPhoto], *, dest: str, threads: int = DOWNLOAD_THRE
                 continue
             storage.write_bytes(target, data)  # atomic: a partial file is never kept
             return "downloaded", None
-        return "failed", f"download failed after {DOWNLOAD_ATTEMPTS} attempts: {error}"
+        return "failed", (reason, f"bad after {DOWNLOAD_ATTEMPTS} downloads: {error}")
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         for photo, (status, error) in zip(items, pool.map(one, items), strict=True):
             if status == "failed":
-                report.failed[photo.id] = error or ""
+                report.failed[photo.id] = error or ("unreadable", "")
             else:
                 getattr(report, status).append(photo.id)
             if on_done:

@@ -151,7 +151,8 @@ def convert_batch(config: PrepareConfig, batch: list[Candidate], record: Path,
     """Outcomes of the batch's candidates, in order: excluded, failed fetches, and the
     photos read and converted in worker processes."""
     failed_file = record / f"batch-{index:05d}.json"
-    failed: dict[str, str] = json.loads(failed_file.read_bytes()) if failed_file.exists() else {}
+    failed: dict[str, list[str]] = (json.loads(failed_file.read_bytes())
+                                    if failed_file.exists() else {})
     todo = [c for c in batch if not c["excluded"] and c["id"] not in failed]
 
     def read(candidate: Candidate) -> bytes | str:
@@ -174,8 +175,8 @@ def convert_batch(config: PrepareConfig, batch: list[Candidate], record: Path,
         if candidate["excluded"]:
             outcomes.append(samples.Outcome(candidate["id"], "excluded", f"listed in {list_url}"))
         elif candidate["id"] in failed:
-            outcomes.append(samples.Outcome(candidate["id"], "unreadable",
-                                            failed[candidate["id"]]))
+            reason, detail = failed[candidate["id"]]
+            outcomes.append(samples.Outcome(candidate["id"], reason, detail))
         else:
             outcomes.append(next(converted))
     return outcomes

@@ -93,3 +93,33 @@ def test_worker_processes_yield_the_same_samples(tiny_dataset):
     # Workers split the 3 shards between them, so only the order may differ.
     key = lambda batch: sorted(batch.mean(dim=(1, 2, 3)).tolist())  # noqa: E731
     assert multi.shape == single.shape and key(multi) == key(single)
+
+
+def test_format_version_1_snapshots_still_load(tmp_path):
+    """Snapshots written before format_version 2 (float16 `lab.npy`) load unchanged."""
+    import io
+    import json
+
+    import numpy as np
+    import webdataset as wds
+
+    rng = np.random.default_rng(0)
+    labs = [np.stack([rng.uniform(0, 100, (8, 8)), rng.uniform(-80, 80, (8, 8)),
+                      rng.uniform(-80, 80, (8, 8))]).astype(np.float16) for _ in range(6)]
+    snapshot = tmp_path / "v1"
+    (snapshot / "train").mkdir(parents=True)
+    with wds.TarWriter(str(snapshot / "train" / "shard-00000.tar")) as writer:
+        for index, lab in enumerate(labs):
+            buffer = io.BytesIO()
+            np.save(buffer, lab)
+            writer.write({"__key__": f"train{index:07d}", "lab.npy": buffer.getvalue(),
+                          "json": json.dumps({"id": f"{index}.jpg"}).encode()})
+    shard = {"name": "train/shard-00000.tar", "count": 6, "bytes": 0, "sha256": ""}
+    (snapshot / "manifest.json").write_text(json.dumps({
+        "format_version": 1, "options": {"image_size": 8}, "skipped": [],
+        "splits": {"train": {"count": 6, "ids": [], "shards": [shard]}}}))
+    l_norm, ab = _epoch(str(snapshot), "train", LoaderConfig(batch_size=4, shuffle=False,
+                                                            augment=False))
+    expected = torch.from_numpy(np.stack(labs).astype(np.float32))
+    assert torch.allclose(color.denormalize_l(l_norm), expected[:, :1], atol=1e-4)
+    assert torch.allclose(ab * 110, expected[:, 1:], atol=1e-4)
