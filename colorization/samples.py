@@ -124,12 +124,11 @@ def filter_scores(rgb: np.ndarray, lab: np.ndarray) -> dict[str, float]:
     weighted by the block's brightness; with R = |sum of vectors| / sum of their lengths,
     hue_spread = sqrt(-2 ln R), the circular standard deviation. One tint gives ~0.
     """
-    chroma = float(np.sqrt(lab[1].astype(np.float64) ** 2 + lab[2].astype(np.float64) ** 2)
-                   .mean())
-    linear = color.srgb8_to_linear(rgb).astype(np.float64)  # [H, W, 3]
-    grid = min(HUE_GRID, linear.shape[0], linear.shape[1])
-    h, w = linear.shape[0] // grid, linear.shape[1] // grid
-    blocks = linear[: h * grid, : w * grid].reshape(grid, h, grid, w, 3).mean(axis=(1, 3))
+    chroma = float(np.hypot(lab[1], lab[2]).mean(dtype=np.float64))
+    grid = min(HUE_GRID, rgb.shape[0], rgb.shape[1])
+    h, w = rgb.shape[0] // grid, rgb.shape[1] // grid
+    linear = color.srgb8_to_linear(rgb[: h * grid, : w * grid])  # [H', W', 3] float32
+    blocks = linear.reshape(grid, h, grid, w, 3).mean(axis=(1, 3), dtype=np.float64)
     total = blocks.sum(axis=-1)  # [grid, grid] brightness
     offset = blocks - total[..., None] / 3.0  # chromaticity offset x brightness
     x = offset[..., 0] - 0.5 * (offset[..., 1] + offset[..., 2])  # red axis

@@ -154,7 +154,9 @@ def plan_snapshot(config: PrepareConfig) -> Plan:
               "source": source.identity(), "exclusions": sorted(source.excluded)}
     digest = _digest(inputs)
     out = config.output or storage.join(paths.datasets_root(), digest[:12])
-    work = Path(tempfile.gettempdir()) / "colorization-prepare" / digest[:24]
+    # Keyed by output too: staged candidates name the raw folder of this storage root.
+    work_key = hashlib.sha256(f"{digest}\n{out}".encode()).hexdigest()[:24]
+    work = Path(tempfile.gettempdir()) / "colorization-prepare" / work_key
     manifest_url = storage.join(out, MANIFEST_NAME)
     if storage.exists(manifest_url):
         if storage.read_json(manifest_url).get("inputs_digest") != digest:

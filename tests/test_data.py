@@ -123,3 +123,21 @@ def test_format_version_1_snapshots_still_load(tmp_path):
     expected = torch.from_numpy(np.stack(labs).astype(np.float32))
     assert torch.allclose(color.denormalize_l(l_norm), expected[:, :1], atol=1e-4)
     assert torch.allclose(ab * 110, expected[:, 1:], atol=1e-4)
+
+
+def test_ddp_ranks_get_their_own_shards_and_equal_batch_counts(tiny_dataset):
+    """Two ranks over 3 shards of 10, 11, 11 samples: rank 0 holds 21, rank 1 holds 11;
+    both stop at 11 // 4 = 2 batches, with 2 loader workers each, and share no sample."""
+    epochs = {}
+    for rank in (0, 1):
+        loader = make_loader(tiny_dataset, "train", LoaderConfig(
+            batch_size=4, shuffle=False, augment=False, num_workers=2, rank=rank,
+            world_size=2))
+        batches = list(loader)
+        assert len(batches) == len(loader) == 2
+        epochs[rank] = {round(v, 4) for b in batches for v in b[0].mean(dim=(1, 2, 3)).tolist()}
+    assert not epochs[0] & epochs[1]
+    import pytest
+
+    with pytest.raises(ValueError, match="cannot feed 4 ranks"):
+        make_loader(tiny_dataset, "train", LoaderConfig(batch_size=4, rank=0, world_size=4))
