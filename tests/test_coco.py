@@ -146,6 +146,8 @@ def test_flaky_mirror_is_retried_and_size_mismatch_recorded(tmp_path, capsys):
     dropped = {d["id"]: (d["reason"], d["detail"]) for d in manifest["dropped"]}
     first = data["images"][0]["file_name"]
     assert dropped[first][0] == "size_mismatch" and "annotation says" in dropped[first][1]
+    raw = Path(coco.raw_root("val2017"))
+    assert not (raw / first).exists() and (raw / kinds["clean"][1]).exists()  # never verified
     assert (manifest["counts"]["train"], manifest["counts"]["val"]) == (4, 1)
     kept = manifest["splits"]["train"]["ids"] + manifest["splits"]["val"]["ids"]
     assert set(kept) == set(kinds["clean"]) - {first}

@@ -194,3 +194,24 @@ def test_prepare_from_and_to_s3(s3_bucket, fixture_photos, tmp_path):
     assert len(manifest_digest(dataset)) == 64
     samples = _shard_samples(dataset, "train")
     assert sorted(samples) == sorted(manifest["splits"]["train"]["ids"])
+
+
+def test_an_interrupted_prepare_resumes_from_its_staged_batches(tmp_path, fixture_photos,
+                                                                monkeypatch):
+    from colorization import shards
+
+    source = tmp_path / "photos"
+    _copy_photos(fixture_photos, source, 6)
+    config = PrepareConfig(source=str(source), image_size=16, output=str(tmp_path / "snap"))
+    plan = shards.plan_snapshot(config)
+    staged = shards.convert_batch(plan, 0)  # ... and then the run was killed
+    converted: list[int] = []
+    real = shards._sourcing.convert_batch
+    monkeypatch.setattr(shards._sourcing, "convert_batch",
+                        lambda *a, **k: converted.append(1) or real(*a, **k))
+    manifest = read_manifest(prepare_dataset(config))
+    assert converted == []  # the staged batch was used, not converted again
+    kept = [s["id"] for s in staged if s["reason"] is None]  # walk order
+    assert manifest["splits"]["val"]["ids"] == kept[:1]  # round(0.2 * 6) = 1
+    assert manifest["splits"]["train"]["ids"] == kept[1:]
+    assert not Path(plan.work).exists()  # staged work is cleaned up once the manifest is in
