@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
-N_PHOTOS = 320
-EPOCHS = 3
+N_PHOTOS = 640
+EPOCHS = 2
 
 
 def _photos() -> list[Path]:
