@@ -8,16 +8,12 @@ configuration: credentials chain, AWS_ENDPOINT_URL(_S3) for MinIO, Ceph, R2 or a
 from __future__ import annotations
 
 import errno
-import http.client
 import json
 import logging
 import os
 import secrets
 import shutil
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -31,12 +27,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from colorization.constants import (
-    DOWNLOAD_BACKOFF_S,
-    HTTP_ATTEMPTS,
-    HTTP_TIMEOUT_S,
-    S3_MAX_ATTEMPTS,
-)
+from colorization.constants import S3_MAX_ATTEMPTS
 
 logger = logging.getLogger(__name__)
 
@@ -298,88 +289,7 @@ class S3Backend:
         return key[len(folder):]
 
 
-class HttpBackend:
-    """Read-only http(s):// URLs (a COCO mirror, a published list): GET and HEAD with retries.
-
-    Connection errors, timeouts, 429 and 5xx are retried with exponential backoff; 404 is a
-    FileNotFoundError at once; writing raises PermissionError. Listing is impossible over
-    plain HTTP, so it raises too.
-    """
-
-    remote = True
-
-    def _open(self, url: str, method: str = "GET") -> Any:
-        delay = DOWNLOAD_BACKOFF_S
-        for attempt in range(1, HTTP_ATTEMPTS + 1):
-            request = urllib.request.Request(url, method=method,
-                                             headers={"User-Agent": "colorization"})
-            try:
-                return urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S)  # noqa: S310
-            except urllib.error.HTTPError as exc:
-                exc.close()
-                if exc.code in (404, 410):
-                    raise FileNotFoundError(errno.ENOENT, "No such HTTP resource", url) from exc
-                if exc.code != 429 and exc.code < 500 or attempt == HTTP_ATTEMPTS:
-                    raise StorageError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                if attempt == HTTP_ATTEMPTS:
-                    raise StorageError(f"{url}: {exc}") from exc
-            logger.debug("retrying %s in %.1f s (attempt %d)", url, delay, attempt)
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
-
-    def list_files(self, prefix: str) -> list[str]:
-        raise StorageError(f"{prefix}: cannot list files over HTTP; name them instead")
-
-    def read_bytes(self, url: str) -> bytes:
-        with self._open(url) as response:
-            expected = response.headers.get("Content-Length")
-            try:
-                data: bytes = response.read()
-            except (http.client.HTTPException, OSError) as exc:  # e.g. IncompleteRead
-                raise StorageError(f"{url}: read failed ({exc!r})") from exc
-        if expected is not None and int(expected) != len(data):  # a cut connection
-            raise StorageError(f"{url}: got {len(data)} of {expected} bytes")
-        return data
-
-    def write_bytes(self, url: str, data: bytes) -> None:
-        raise PermissionError(errno.EACCES, "HTTP storage is read-only", url)
-
-    def exists(self, url: str) -> bool:
-        try:
-            self._open(url, "HEAD").close()
-        except FileNotFoundError:
-            return False
-        return True
-
-    def delete(self, url: str) -> None:
-        raise PermissionError(errno.EACCES, "HTTP storage is read-only", url)
-
-    def stat(self, url: str) -> FileInfo:
-        with self._open(url, "HEAD") as response:
-            headers = response.headers
-        version = headers.get("ETag") or headers.get("Last-Modified") or ""
-        return FileInfo(url=url, size=int(headers.get("Content-Length") or 0),
-                        version=version.strip('"'))
-
-    def download(self, url: str, local_path: Path) -> None:
-        data = self.read_bytes(url)
-        _atomic_write(local_path, lambda fh: fh.write(data))
-
-    def upload(self, local_path: Path, url: str) -> None:
-        raise PermissionError(errno.EACCES, "HTTP storage is read-only", url)
-
-    def relative_key(self, url: str, prefix: str) -> str:
-        folder = prefix.rstrip("/") + "/"
-        if not url.startswith(folder) or url == folder:
-            raise ValueError(f"{url} is not under {prefix}")
-        return url[len(folder):]
-
-
-_HTTP = HttpBackend()
-_BACKENDS: dict[str, Backend] = {"file": LocalBackend(), "s3": S3Backend(), "http": _HTTP,
-                                 "https": _HTTP}
+_BACKENDS: dict[str, Backend] = {"file": LocalBackend(), "s3": S3Backend()}
 
 
 def _backend(url: str) -> Backend:
@@ -508,3 +418,10 @@ def local_path(url: str) -> str:
     if not isinstance(backend, LocalBackend):
         raise ValueError(f"{url} is not a local path")
     return str(backend._path(url))
+
+
+# Issue 6: read-only http(s):// (COCO mirrors), in its own module; registered last because
+# it builds on this module's FileInfo, StorageError and atomic writes.
+from colorization.storage_http import HttpBackend  # noqa: E402
+
+_BACKENDS["http"] = _BACKENDS["https"] = HttpBackend()

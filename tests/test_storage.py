@@ -355,7 +355,9 @@ def test_http_backend_reads_retries_and_refuses_writes(tmp_path, monkeypatch):
     from functools import partial
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    monkeypatch.setattr(storage, "DOWNLOAD_BACKOFF_S", 0.01)
+    from colorization import storage_http
+
+    monkeypatch.setattr(storage_http, "DOWNLOAD_BACKOFF_S", 0.01)
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "a.txt").write_bytes(b"hello")
     calls: list[str] = []
