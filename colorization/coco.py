@@ -45,6 +45,7 @@ from colorization.samples import Dropped
 
 logger = logging.getLogger(__name__)
 
+_UNREACHABLE = "unreachable"  # a fetch failure of the mirror, not of the photo
 _SPLIT_NAME = re.compile(r"^[a-z]+20\d\d$")  # train2017, val2017, test2017 ...
 
 
@@ -198,6 +199,8 @@ def fetch(items: Sequence[CocoPhoto], *, dest: str, threads: int = DOWNLOAD_THRE
                 verify_photo(data, name=photo.url, size=(photo.width, photo.height))
             except (OSError, ValueError) as exc:
                 reason = exc.reason if isinstance(exc, Dropped) else "unreadable"
+                if isinstance(exc, storage.StorageError):  # unreachable, 5xx, denied
+                    reason = _UNREACHABLE
                 error = str(exc)
                 logger.warning("attempt %d/%d: %s", attempt, DOWNLOAD_ATTEMPTS, error)
                 if attempt < DOWNLOAD_ATTEMPTS:
@@ -216,4 +219,12 @@ def fetch(items: Sequence[CocoPhoto], *, dest: str, threads: int = DOWNLOAD_THRE
                 getattr(report, status).append(photo.id)
             if on_done:
                 on_done(1)
+    unreachable = [d for r, d in report.failed.values() if r == _UNREACHABLE]
+    if unreachable and not report.downloaded and len(unreachable) == len(report.failed):
+        # Nothing came through and the mirror itself failed: stop rather than walk the
+        # whole split retrying; a rerun resumes with what is already kept.
+        raise storage.StorageError(f"the COCO mirror failed for every photo of a batch "
+                                   f"({len(unreachable)}); first: {unreachable[0]}")
+    report.failed = {k: ("unreadable" if r == _UNREACHABLE else r, d)
+                     for k, (r, d) in report.failed.items()}
     return report

@@ -317,9 +317,15 @@ def prepare_dataset(config: PrepareConfig, *, progress: Progress | None = None) 
     if plan.done:
         return plan.out
     results: list[list[dict[str, Any]]] = []
+    fetched = 0  # photos through the download phase in earlier batches: one running bar
+
+    def fetch_progress(phase: str, done: int, total: int) -> None:
+        if progress:
+            progress(phase, fetched + done, fetched + total)
+
     while todo := batches_to_run(plan, results):
         for index in todo:
-            fetch_batch(plan, index, progress)
+            fetched += sum(fetch_batch(plan, index, fetch_progress).values())
             results.append(convert_batch(plan, index))
             if progress:
                 done = sum(len(b) for b in results)

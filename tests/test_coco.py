@@ -163,9 +163,14 @@ def test_prepare_coco_from_an_s3_mirror(s3_bucket, tmp_path):
             key = path.relative_to(root).as_posix()
             storage.upload(path, storage.join(s3_bucket, "mirror", key))
     mirror_url = storage.join(s3_bucket, "mirror")
+    calls: list[tuple[str, int, int]] = []
     dataset = prepare_dataset(PrepareConfig(source="coco://val2017", coco_mirror=mirror_url,
-                                            sample_size=8, image_size=64, val_fraction=0.25))
+                                            sample_size=8, image_size=64, val_fraction=0.25),
+                              progress=lambda *call: calls.append(call))
     manifest = read_manifest(dataset)
+    downloads = [c for c in calls if c[0] == "download"]  # what the CLI's bar is fed
+    assert downloads[-1] == ("download", 15, 15) and len(downloads) == 15
+    assert calls[-1] == ("shards", 2, 2)
     assert (manifest["counts"]["train"], manifest["counts"]["val"]) == (6, 2)
     kept = set(manifest["splits"]["train"]["ids"] + manifest["splits"]["val"]["ids"])
     assert kept == set(kinds["clean"])
@@ -195,3 +200,32 @@ def test_annotations_from_the_published_zip_and_the_mirror_env(tmp_path, monkeyp
         coco.split_of("coco://")
     with pytest.raises(FileNotFoundError, match="is it a COCO mirror"):
         coco.load_annotations("train2017", mirror=str(tmp_path / "empty"))
+
+
+def test_a_mirror_that_fails_every_photo_stops_the_run_with_one_line(tmp_path, capsys,
+                                                                   monkeypatch):
+    from colorization import storage_http
+
+    monkeypatch.setattr(storage_http, "DOWNLOAD_BACKOFF_S", 0.001)
+    root = tmp_path / "coco"
+    coco_tree.build(root, clean=3)
+
+    class Down(_LoggedHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path.startswith("/val2017/"):
+                self.send_error(503, "down for maintenance")
+                return
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 partial(type("H", (Down,), {"requests": []}),
+                                         directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code = main(["prepare", "coco://val2017", "--coco-mirror",
+                     f"http://127.0.0.1:{server.server_address[1]}", "--image-size", "64"])
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("colorize: error: the COCO mirror failed")
+    assert "503" in err[-1] and not (Path(coco.raw_root("val2017"))).exists()
