@@ -7,6 +7,7 @@ exclusion list and the filters of colorization.samples.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -106,8 +107,7 @@ class CocoSource:
 
 
 def storage_digest(keys: list[str]) -> str:
-    import hashlib
-
+    """sha256 of a sorted key list: a folder's photo set, in the snapshot's identity."""
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 
