@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from colorization import versions
 from colorization.constants import (
+    COCO_MIRROR_ENV,
+    COCO_OFFICIAL_MIRROR,
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
     DEFAULT_EPOCHS,
@@ -57,11 +60,46 @@ def cmd_images(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from colorization.shards import PrepareConfig, prepare_dataset
 
-    print(prepare_dataset(PrepareConfig(
+    config = PrepareConfig(
         source=args.source, output=args.out, seed=args.seed, sample_size=args.sample_size,
         val_fraction=args.val_fraction, image_size=args.image_size,
-        shard_size=args.shard_size)))
+        shard_size=args.shard_size, exclude=args.exclude, coco_mirror=args.coco_mirror,
+        workers=args.workers)
+    with _progress_bar() as progress:
+        dataset = prepare_dataset(config, progress=progress)
+    print(dataset)  # the last line: scripts read the snapshot URL from it
     return 0
+
+
+# --- Issue 6: progress bars (rich, which Prefect already installs) on stderr. ---
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A callback drawing one bar per phase (count, rate, ETA); silent when not a TTY."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    tasks: dict[str, TaskID] = {}
+    with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.speed_text}"), TimeRemainingColumn(), console=console,
+                  disable=not console.is_terminal) as bar:
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total, speed_text="")
+            task = tasks[phase]
+            bar.update(task, completed=done, total=max(total, done))
+            speed = bar.tasks[task].speed
+            bar.update(task, speed_text=f"{speed:.1f}/s" if speed else "")
+
+        yield update
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -89,6 +127,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.retrain import retrain
 
     _print_json(retrain(source=args.source, sample_size=args.sample_size,
+                        coco_mirror=args.coco_mirror, exclude=args.exclude,
                         image_size=args.image_size, generator=args.generator,
                         generator_options=args.options,
                         pretrain_epochs=args.pretrain_epochs, gan_epochs=args.gan_epochs,
@@ -167,6 +206,17 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     _add_compute_options(parser)
 
 
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    # Issue 6: COCO mirrors and the exclusion list.
+    parser.add_argument("--coco-mirror",
+                        help="COCO mirror for coco:// sources: http(s) base URL, s3:// "
+                        f"prefix or folder (default: ${COCO_MIRROR_ENV}, else "
+                        f"{COCO_OFFICIAL_MIRROR})")
+    parser.add_argument("--exclude",
+                        help="file or URL listing photo ids / file names to leave out, one "
+                        "per line (default: <home>/curation/exclude.txt when it exists)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = _HelpFormatter
     parser = argparse.ArgumentParser(
@@ -195,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compute_options(images)
 
     prepare = add("prepare", cmd_prepare, "colour photos -> a Lab-shard dataset snapshot")
-    prepare.add_argument("source", help="folder or s3:// prefix of colour photos")
+    prepare.add_argument("source", help="folder or s3:// prefix of colour photos, or "
+                         "coco://<split> (e.g. coco://train2017)")
     prepare.add_argument("--out", help="snapshot URL (default: <home>/datasets/<snapshot id>)")
     prepare.add_argument("--seed", type=int, default=DEFAULT_SEED,
                          help="seed of the sample and the split")
@@ -204,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="share of the sample held out for validation")
     prepare.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                          help="photos per tar shard")
+    _add_source_options(prepare)
+    prepare.add_argument("--workers", type=int,
+                         help="conversion processes (default: one per CPU)")
 
     train = add("train", cmd_train, "train one stage on a prepared dataset")
     train.add_argument("dataset", help="URL of a prepared snapshot")
@@ -226,8 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compute_options(evaluate)
 
     retrain = add("retrain", cmd_retrain, "the whole chain as a Prefect flow run")
-    retrain.add_argument("source", help="folder or s3:// prefix of colour photos")
+    retrain.add_argument("source", help="folder or s3:// prefix of colour photos, or "
+                         "coco://<split> (e.g. coco://train2017)")
     _add_sample_options(retrain)
+    _add_source_options(retrain)
     retrain.add_argument("--pretrain-epochs", type=int, default=DEFAULT_EPOCHS,
                          help="epochs of the L1 stage (0 skips it)")
     retrain.add_argument("--gan-epochs", type=int, default=DEFAULT_EPOCHS,

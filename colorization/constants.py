@@ -62,3 +62,24 @@ DEFAULT_EVAL_BATCH = 16
 # Inference.
 DEFAULT_INFERENCE_BATCH = 8
 OUTPUT_JPEG_QUALITY = 95
+
+# ----------------------------------------------------------------------------------------
+# Issue 6: COCO at the source, curated sample, compact shards.
+# ----------------------------------------------------------------------------------------
+COCO_SCHEME = "coco://"  # `coco://<split>` names a COCO 2017 split as a source
+COCO_MIRROR_ENV = "COLORIZATION_COCO_MIRROR"  # HTTP(S) base URL, s3:// prefix or folder
+COCO_OFFICIAL_MIRROR = "http://images.cocodataset.org"
+COCO_ANNOTATIONS_ZIP = "annotations/annotations_trainval2017.zip"  # the published bundle
+RAW_DIR = "raw"  # downloaded photos are kept under <home>/raw/coco/<split>/
+DOWNLOAD_THREADS = 16  # parallel downloads; latency-bound, not CPU-bound
+DOWNLOAD_ATTEMPTS = 4  # tries per photo (first included) before it is recorded as bad
+DOWNLOAD_BACKOFF_S = 0.5  # first retry delay; doubles each retry
+HTTP_TIMEOUT_S = 60.0
+HTTP_ATTEMPTS = 5  # tries per HTTP(S) read in storage's read-only http backend
+PREPARE_BATCH = 128  # candidates per download / conversion batch (a Prefect task each)
+CONVERT_CHUNK = 16  # photos per worker-process call; their Lab is converted as one batch
+MIN_HUE_SPREAD = 3.0  # degrees; circular spread of the hue below this is one tint (sepia)
+HUE_GRID = 16  # the hue spread is measured on a 16 x 16 grid of block means
+MIN_TRAIN_SHARDS = 32  # shards per split at full scale: DDP ranks x loader workers
+MIN_SHARD_SAMPLES = 16  # never split a split into shards smaller than this
+SAMPLE_FORMAT_VERSION = 2  # manifest format_version of snapshots with `lab.webp` samples

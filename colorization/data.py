@@ -7,9 +7,11 @@ cache (checked against the manifest's sha256) and streamed from there by WebData
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from colorization import color, storage
 from colorization.constants import SHUFFLE_BUFFER
-from colorization.shards import lab_tensor, read_manifest
+from colorization.shards import read_manifest, sample_lab
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,19 @@ class LoaderConfig:
     augment: bool = True  # random horizontal flips
     num_workers: int = 0
     seed: int = 0
+    # DDP: this process's rank among world_size; None reads torch.distributed when it is
+    # initialised (else a single process).
+    rank: int | None = None
+    world_size: int | None = None
+
+    def ranks(self) -> tuple[int, int]:
+        """(rank, world size) of this process."""
+        if self.world_size is not None:
+            return self.rank or 0, self.world_size
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
 
 
 def cache_dir() -> Path:
@@ -130,35 +145,72 @@ def _is_prefect_hook(hook: object) -> bool:
 
 
 def _to_pair(sample: dict, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoded sample -> (L [1, S, S], ab [2, S, S]), both normalised to [-1, 1]."""
-    lab = lab_tensor(sample["lab.npy"])  # [3, S, S]
+    """Raw sample (either format_version) -> (L [1, S, S], ab [2, S, S]), in [-1, 1]."""
+    lab = sample_lab(sample)  # [3, S, S]
     if augment and torch.rand(()) < 0.5:
         lab = lab.flip(-1)
     return color.normalize_l(lab[:1]), color.normalize_ab(lab[1:])
 
 
+def _rank_shards(files: list[str], counts: list[int], config: LoaderConfig
+                 ) -> tuple[list[str], int | None]:
+    """This rank's shards (round robin) and the batch count every rank can reach, or None
+    for a single process. Each rank yields at least ceil(n_rank / batch) batches, however
+    its workers split the shards, so capping all at floor(min n_rank / batch) makes the
+    counts equal, as DDP's collective calls need."""
+    rank, world = config.ranks()
+    if world <= 1:
+        return files, None
+    if len(files) < world:
+        raise ValueError(f"{len(files)} shards cannot feed {world} ranks; prepare more shards")
+    per_rank = [sum(counts[r::world]) for r in range(world)]
+    return files[rank::world], min(per_rank) // config.batch_size
+
+
 def split_dataset(dataset: str, split: str, config: LoaderConfig) -> wds.WebDataset:
     """An iterable dataset of (L, ab) pairs over one split: one pass is one epoch."""
-    files = local_shards(dataset, split)
+    files, _ = _rank_shards(local_shards(dataset, split), _shard_counts(dataset, split), config)
     pipeline = wds.WebDataset(
         files,
         shardshuffle=len(files) if config.shuffle else False,
-        nodesplitter=wds.split_by_node,
+        nodesplitter=None,  # _rank_shards did it; workers still split by wds's default
         empty_check=False,
         seed=config.seed,
     )
     if config.shuffle:
         pipeline = pipeline.shuffle(SHUFFLE_BUFFER, seed=config.seed)
     # A partial, not a lambda: it must pickle for DataLoader workers under `spawn`.
-    return pipeline.decode().map(partial(_to_pair, augment=config.augment))
+    # Samples are decoded by `_to_pair` itself: WebP or npy, by what the shard holds.
+    return pipeline.map(partial(_to_pair, augment=config.augment))
 
 
-def make_loader(dataset: str, split: str, config: LoaderConfig) -> DataLoader:
-    """A DataLoader yielding (L [B, 1, S, S], ab [B, 2, S, S]) batches."""
-    return DataLoader(
+def _shard_counts(dataset: str, split: str) -> list[int]:
+    return [int(s["count"]) for s in read_manifest(dataset)["splits"][split]["shards"]]
+
+
+class EpochLimited:
+    """A loader cut at `batches` per epoch (DDP: the same count on every rank)."""
+
+    def __init__(self, loader: DataLoader, batches: int) -> None:
+        self.loader, self.batches = loader, batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return itertools.islice(iter(self.loader), self.batches)
+
+    def __len__(self) -> int:
+        return self.batches
+
+
+def make_loader(dataset: str, split: str, config: LoaderConfig) -> DataLoader | EpochLimited:
+    """A DataLoader yielding (L [B, 1, S, S], ab [B, 2, S, S]) batches; under DDP every
+    rank gets its own shards and the same number of batches."""
+    loader = DataLoader(
         split_dataset(dataset, split, config),
         batch_size=config.batch_size,
         num_workers=config.num_workers,
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=_forget_inherited_exit_hooks,
     )
+    _, batches = _rank_shards(local_shards(dataset, split), _shard_counts(dataset, split),
+                              config)
+    return loader if batches is None else EpochLimited(loader, batches)

@@ -418,3 +418,10 @@ def local_path(url: str) -> str:
     if not isinstance(backend, LocalBackend):
         raise ValueError(f"{url} is not a local path")
     return str(backend._path(url))
+
+
+# Issue 6: read-only http(s):// (COCO mirrors), in its own module; registered last because
+# it builds on this module's FileInfo, StorageError and atomic writes.
+from colorization.storage_http import HttpBackend  # noqa: E402
+
+_BACKENDS["http"] = _BACKENDS["https"] = HttpBackend()

@@ -40,10 +40,14 @@ def retrain(
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str = DEFAULT_DEVICE,
     precision: str = DEFAULT_PRECISION,
+    coco_mirror: str | None = None,
+    exclude: str | None = None,
 ) -> dict[str, Any]:
-    """The whole chain; returns dataset, model id, metrics and whether it was promoted."""
+    """The whole chain; returns dataset, model id, metrics and whether it was promoted.
+
+    `source` is a folder, an s3:// prefix or coco://<split> (read from `coco_mirror`)."""
     dataset = prepare_data(source=source, sample_size=sample_size, image_size=image_size,
-                           seed=seed)
+                           seed=seed, coco_mirror=coco_mirror, exclude=exclude)
     trained = train(dataset=dataset, generator=generator, generator_options=generator_options,
                     pretrain_epochs=pretrain_epochs, gan_epochs=gan_epochs,
                     batch_size=batch_size, device=device, precision=precision, seed=seed)

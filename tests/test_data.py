@@ -118,3 +118,51 @@ def test_worker_processes_yield_the_same_samples(tiny_dataset):
     # Workers split the 3 shards between them, so only the order may differ.
     key = lambda batch: sorted(batch.mean(dim=(1, 2, 3)).tolist())  # noqa: E731
     assert multi.shape == single.shape and key(multi) == key(single)
+
+
+def test_format_version_1_snapshots_still_load(tmp_path):
+    """Snapshots written before format_version 2 (float16 `lab.npy`) load unchanged."""
+    import io
+    import json
+
+    import numpy as np
+    import webdataset as wds
+
+    rng = np.random.default_rng(0)
+    labs = [np.stack([rng.uniform(0, 100, (8, 8)), rng.uniform(-80, 80, (8, 8)),
+                      rng.uniform(-80, 80, (8, 8))]).astype(np.float16) for _ in range(6)]
+    snapshot = tmp_path / "v1"
+    (snapshot / "train").mkdir(parents=True)
+    with wds.TarWriter(str(snapshot / "train" / "shard-00000.tar")) as writer:
+        for index, lab in enumerate(labs):
+            buffer = io.BytesIO()
+            np.save(buffer, lab)
+            writer.write({"__key__": f"train{index:07d}", "lab.npy": buffer.getvalue(),
+                          "json": json.dumps({"id": f"{index}.jpg"}).encode()})
+    shard = {"name": "train/shard-00000.tar", "count": 6, "bytes": 0, "sha256": ""}
+    (snapshot / "manifest.json").write_text(json.dumps({
+        "format_version": 1, "options": {"image_size": 8}, "skipped": [],
+        "splits": {"train": {"count": 6, "ids": [], "shards": [shard]}}}))
+    l_norm, ab = _epoch(str(snapshot), "train", LoaderConfig(batch_size=4, shuffle=False,
+                                                            augment=False))
+    expected = torch.from_numpy(np.stack(labs).astype(np.float32))
+    assert torch.allclose(color.denormalize_l(l_norm), expected[:, :1], atol=1e-4)
+    assert torch.allclose(ab * 110, expected[:, 1:], atol=1e-4)
+
+
+def test_ddp_ranks_get_their_own_shards_and_equal_batch_counts(tiny_dataset):
+    """Two ranks over 3 shards of 10, 11, 11 samples: rank 0 holds 21, rank 1 holds 11;
+    both stop at 11 // 4 = 2 batches, with 2 loader workers each, and share no sample."""
+    epochs = {}
+    for rank in (0, 1):
+        loader = make_loader(tiny_dataset, "train", LoaderConfig(
+            batch_size=4, shuffle=False, augment=False, num_workers=2, rank=rank,
+            world_size=2))
+        batches = list(loader)
+        assert len(batches) == len(loader) == 2
+        epochs[rank] = {round(v, 4) for b in batches for v in b[0].mean(dim=(1, 2, 3)).tolist()}
+    assert not epochs[0] & epochs[1]
+    import pytest
+
+    with pytest.raises(ValueError, match="cannot feed 4 ranks"):
+        make_loader(tiny_dataset, "train", LoaderConfig(batch_size=4, rank=0, world_size=4))

@@ -345,3 +345,53 @@ def test_is_remote_for_local_forms(tmp_path: Path) -> None:
 def test_relative_key_across_backends_is_value_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is not under"):
         storage.relative_key("s3://b/in/x.jpg", str(tmp_path))
+
+
+# ----------------------------------------------------------------------------------------
+# Issue 6: the read-only http(s) backend (a COCO mirror), against http.server on loopback.
+# ----------------------------------------------------------------------------------------
+def test_http_backend_reads_retries_and_refuses_writes(tmp_path, monkeypatch):
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from colorization import storage_http
+
+    monkeypatch.setattr(storage_http, "DOWNLOAD_BACKOFF_S", 0.01)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.txt").write_bytes(b"hello")
+    calls: list[str] = []
+
+    class Flaky(SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            calls.append(self.path)
+            if self.path.endswith("flaky.txt") and calls.count(self.path) < 3:
+                self.send_error(503)
+                return
+            super().do_GET()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    (tmp_path / "dir" / "flaky.txt").write_bytes(b"eventually")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Flaky, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/dir"
+    try:
+        assert storage.is_remote(base)
+        assert storage.read_bytes(storage.join(base, "a.txt")) == b"hello"
+        assert storage.read_bytes(storage.join(base, "flaky.txt")) == b"eventually"
+        assert calls.count("/dir/flaky.txt") == 3  # two 503s, then the body
+        assert storage.exists(storage.join(base, "a.txt"))
+        assert not storage.exists(storage.join(base, "missing.txt"))
+        assert storage.stat(storage.join(base, "a.txt")).size == 5
+        with pytest.raises(FileNotFoundError, match="missing.txt"):
+            storage.read_bytes(storage.join(base, "missing.txt"))
+        target = storage.download(storage.join(base, "a.txt"), tmp_path / "got" / "a.txt")
+        assert target.read_bytes() == b"hello"
+        with pytest.raises(PermissionError):
+            storage.write_bytes(storage.join(base, "new.txt"), b"x")
+        with pytest.raises(OSError, match="cannot list"):
+            storage.list_files(base)
+    finally:
+        server.shutdown()

@@ -1,0 +1,91 @@
+"""Benchmark: dataset preparation throughput at 256 px, against a naive path.
+
+Baseline (naive, one process): per photo, PIL full decode, resize the short side to 256
+(bicubic) and crop the centre, scikit-image `rgb2lab`, float16 array (the old storage).
+Candidate: `prepare_dataset` on a folder of the same photos, everything included (hash
+order, JPEG draft decoding for large photos, batched LUT Lab conversion in worker
+processes, filters, lossless WebP encoding, shard tars, manifest). Photos: the real ones of
+../shared/data (COCO 640x480 and ImageNet ~500x375), or the 256-px test fixtures (at
+128 px) when that folder is absent. Rounds alternate; last line: one JSON object with
+`ratio` = candidate images/s over baseline images/s.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+N_PHOTOS = 240
+ROUNDS = 2
+
+
+def _photos() -> tuple[list[Path], int]:
+    if (SHARED / "coco128").is_dir():
+        found = (sorted((SHARED / "coco128" / "train2017").glob("*.jpg"))
+                 + sorted((SHARED / "imagenet_sample").glob("*.JPEG")))
+        return found[:N_PHOTOS], 256
+    return sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg")), 128
+
+
+def naive(data: list[bytes], size: int) -> None:
+    import numpy as np
+    from PIL import Image
+    from skimage.color import rgb2lab
+
+    for raw in data:
+        img = Image.open(io.BytesIO(raw)).convert("RGB")
+        scale = size / min(img.size)
+        width, height = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+        img = img.resize((width, height),
+                         Image.Resampling.BICUBIC)
+        left, top = (img.width - size) // 2, (img.height - size) // 2
+        crop = np.asarray(img.crop((left, top, left + size, top + size)))
+        buffer = io.BytesIO()
+        np.save(buffer, rgb2lab(crop).astype(np.float16).transpose(2, 0, 1))
+
+
+def main() -> dict[str, object]:
+    photos, size = _photos()
+    data = [p.read_bytes() for p in photos]
+    with tempfile.TemporaryDirectory(prefix="bench-prep-") as tmp:
+        os.environ["COLORIZATION_HOME"] = tmp
+        from colorization.shards import PrepareConfig, prepare_dataset, read_manifest
+
+        source = Path(tmp) / "photos"
+        source.mkdir()
+        for photo in photos:
+            (source / photo.name).write_bytes(photo.read_bytes())
+        base_s, cand_s, manifest = [], [], {}
+        for index in range(ROUNDS):
+            started = time.perf_counter()
+            naive(data, size)
+            base_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            out = prepare_dataset(PrepareConfig(source=str(source), image_size=size,
+                                                sample_size=len(photos),
+                                                output=str(Path(tmp) / f"snap{index}")))
+            cand_s.append(time.perf_counter() - started)
+            manifest = read_manifest(out)
+            print(f"round {index}: naive {len(photos) / base_s[-1]:.1f} images/s, prepare "
+                  f"{len(photos) / cand_s[-1]:.1f} images/s", file=sys.stderr)
+    baseline = len(photos) / (sum(base_s) / ROUNDS)
+    candidate = len(photos) / (sum(cand_s) / ROUNDS)
+    return {"photos": len(photos), "image_size": size, "workers": os.cpu_count(),
+            "baseline_naive_images_per_s": round(baseline, 1),
+            "prepare_images_per_s": round(candidate, 1),
+            "kept": manifest["counts"]["kept"], "dropped": manifest["counts"]["dropped"],
+            "bytes_per_sample": manifest["bytes"]["per_sample"],
+            "loadavg_1min": round(os.getloadavg()[0], 2),
+            "ratio": round(candidate / baseline, 3)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))

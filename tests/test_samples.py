@@ -1,0 +1,117 @@
+"""Photo -> sample: fast Lab against scikit-image, the storage format's colour error,
+draft decoding, and the curation filters on real and toned photos."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.color import deltaE_ciede2000, rgb2lab
+
+from colorization import color
+from colorization.samples import (
+    FilterConfig,
+    convert_chunk,
+    convert_many,
+    decode_crop,
+    decode_lab,
+    encode_lab,
+    filter_scores,
+)
+
+FILTERS = FilterConfig(image_size=64, min_side=64, min_mean_chroma=3.0, min_hue_spread=3.0)
+
+
+def _jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _toned(img: Image.Image, tint: tuple[float, float, float]) -> Image.Image:
+    gray = np.asarray(img.convert("L"), dtype=np.float64)[..., None] / 255
+    return Image.fromarray(np.rint(gray * np.array(tint) * 255).astype(np.uint8), "RGB")
+
+
+def test_fast_lab_matches_scikit_image(fixture_photos):
+    crops = np.stack([decode_crop(p.read_bytes(), name=p.name, image_size=48)
+                      for p in sorted(fixture_photos.glob("*.jpg"))[:6]])  # [6, 48, 48, 3]
+    every_level = np.arange(256, dtype=np.uint8)[None, :, None].repeat(3, axis=2)  # [1, 256, 3]
+    lab = color.srgb8_to_lab(crops)
+    assert lab.shape == (6, 3, 48, 48) and lab.dtype == np.float32
+    for got, rgb in zip(lab, crops, strict=True):
+        assert np.abs(got - rgb2lab(rgb).transpose(2, 0, 1)).max() < 2e-3
+    levels = color.srgb8_to_lab(every_level[None])[0]  # every grey level, the LUT's full range
+    assert np.abs(levels - rgb2lab(every_level).transpose(2, 0, 1)).max() < 2e-3
+
+
+def test_storage_format_costs_under_half_a_ciede2000(fixture_photos):
+    errors, sizes = [], []
+    for path in sorted(fixture_photos.glob("*.jpg"))[:8]:
+        crop = decode_crop(path.read_bytes(), name=path.name, image_size=160)
+        lab = rgb2lab(crop).astype(np.float32).transpose(2, 0, 1)  # the float reference
+        data = encode_lab(lab)
+        stored = decode_lab(data)
+        assert decode_lab(data).tobytes() == stored.tobytes()  # lossless container
+        errors.append(deltaE_ciede2000(lab.transpose(1, 2, 0), stored.transpose(1, 2, 0)).mean())
+        sizes.append(len(data))
+    assert np.mean(errors) < 0.5 and max(errors) < 0.6
+    assert np.mean(sizes) < 100_000 * (160 / 256) ** 2  # the 100 KB budget, scaled to 160 px
+
+
+def test_large_jpegs_decode_in_draft_mode_close_to_a_full_decode(fixture_photos):
+    path = sorted(fixture_photos.glob("*.jpg"))[3]
+    with Image.open(path) as img:
+        big = img.convert("RGB").resize((img.width * 4, img.height * 4), Image.Resampling.BICUBIC)
+    data = _jpeg(big, quality=95)
+    drafted = decode_crop(data, name="big.jpg", image_size=32).astype(np.float64)
+    side = min(big.size)
+    box = ((big.width - side) // 2, (big.height - side) // 2)
+    full = np.asarray(big.resize((32, 32), Image.Resampling.BICUBIC,
+                                 box=(*box, box[0] + side, box[1] + side)), dtype=np.float64)
+    assert drafted.shape == (32, 32, 3)
+    assert np.abs(drafted - full).mean() < 3.0  # DCT scaling vs bicubic: a few levels
+
+
+def test_filters_drop_gray_toned_small_and_broken_photos_keep_colour(fixture_photos):
+    photos = sorted(fixture_photos.glob("*.jpg"))
+    with Image.open(photos[0]) as img:
+        colour = img.convert("RGB")
+    items = [(p.name, p.read_bytes(), None) for p in photos]  # all 40 real colour photos
+    items += [("gray.jpg", _jpeg(colour.convert("L")), None),
+              ("sepia.jpg", _jpeg(_toned(colour, (1.0, 0.8, 0.6))), None),
+              ("cyan.jpg", _jpeg(_toned(colour, (0.7, 0.85, 1.0))), None),
+              ("green.jpg", _jpeg(_toned(colour, (0.75, 1.0, 0.7))), None),
+              ("small.jpg", _jpeg(colour.resize((50, 40))), None),
+              ("cut.jpg", _jpeg(colour)[:2000], None),
+              ("wrong-size.jpg", _jpeg(colour), (colour.width + 1, colour.height)),
+              ("fetch-failed.jpg", "mirror said 500", None)]
+    outcomes = {o.id: o for o in convert_many(items, FILTERS, workers=2, chunk=7)}
+    assert [o.id for o in convert_many(items, FILTERS, workers=2, chunk=7)] == [i[0] for i in items]
+    reasons = {k: o.reason for k, o in outcomes.items() if o.reason}
+    assert reasons == {"gray.jpg": "grayscale", "sepia.jpg": "single_tint",
+                       "cyan.jpg": "single_tint", "green.jpg": "single_tint",
+                       "small.jpg": "too_small", "cut.jpg": "unreadable",
+                       "wrong-size.jpg": "size_mismatch", "fetch-failed.jpg": "unreadable"}
+    kept = [o for o in outcomes.values() if o.reason is None]
+    assert len(kept) == 40 and all(o.sample and o.scores for o in kept)
+    assert outcomes["cut.jpg"].scores is None and outcomes["sepia.jpg"].scores is not None
+    # Worker processes give the very bytes an inline conversion gives.
+    inline = {o.id: o.sample for o in convert_chunk(items[:5], FILTERS)}
+    assert all(outcomes[k].sample == v for k, v in inline.items())
+
+
+@pytest.mark.parametrize("tint", [(1.0, 0.82, 0.6), (0.6, 0.75, 1.0), (1.0, 0.7, 0.9)])
+def test_hue_spread_of_a_toned_photo_is_near_zero_and_real_photos_vary(fixture_photos, tint):
+    path = sorted(fixture_photos.glob("*.jpg"))[5]
+    rgb = decode_crop(path.read_bytes(), name=path.name, image_size=64)
+    toned = np.asarray(_toned(Image.fromarray(rgb), tint))
+    toned_scores = filter_scores(toned, color.srgb8_to_lab(toned))
+    real_scores = filter_scores(rgb, color.srgb8_to_lab(rgb))
+    assert toned_scores["hue_spread"] < 1.0 < 3.0 < real_scores["hue_spread"]
+    assert toned_scores["mean_chroma"] > 3.0  # not gray: only the hue filter catches it
+    gray = np.repeat(rgb.mean(axis=-1, keepdims=True).astype(np.uint8), 3, axis=-1)
+    gray_scores = filter_scores(gray, color.srgb8_to_lab(gray))
+    assert gray_scores["mean_chroma"] < 0.01 and gray_scores["hue_spread"] == 0.0
