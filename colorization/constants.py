@@ -62,3 +62,18 @@ DEFAULT_EVAL_BATCH = 16
 # Inference.
 DEFAULT_INFERENCE_BATCH = 8
 OUTPUT_JPEG_QUALITY = 95
+
+# --- Evaluation and review (issue 10) --------------------------------------------------------
+EVAL_CONFIDENCE = 0.95  # the summary's interval: Student-t on the per-photo values
+EVAL_DIR = "evaluation"  # <model>/evaluation/<split>/<slice>/<photo>.png, written once
+EVAL_SLICES = ("grayscale", "colorized", "original")  # the review's group slices
+DEFAULT_REVIEW_PORT = 5151  # the FiftyOne App's usual port; always bound to 127.0.0.1
+REVIEW_DATASET_PREFIX = "colorization-"  # colorization-<model id>, colorization-data-<id>
+REVIEW_DATA_PREFIX = "colorization-data-"
+FIFTYONE_DIR = "fiftyone"  # <local home>/fiftyone/db when no FiftyOne database is configured
+EXCLUDE_TAG = "exclude"  # reviewers tag samples with it; `colorize curate export` collects
+REVIEW_WORST_FRACTION = 0.1  # `worst`: this share of the photos by CIEDE2000, at least one
+# `suspect-truth` originals: mean Lab chroma below this (about 3% of COCO-like photos) ...
+SUSPECT_MAX_CHROMA = 5.0
+# ... or a hue spread (1 - chroma-weighted resultant of the hue angles) below this: one tint.
+SUSPECT_MAX_HUE_SPREAD = 0.005

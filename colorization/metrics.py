@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import kornia.metrics
+import numpy as np
+import scipy.stats
+import skimage.color
 import torch
+
+from colorization import color
 
 # PSNR of identical images is infinite; cap it so averages stay finite (a common convention).
 MAX_PSNR_DB = 100.0
@@ -31,3 +37,77 @@ def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
     std = torch.sqrt(rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False))
     mean = torch.sqrt(rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2)
     return (std + 0.3 * mean).float()
+
+
+# SSIM as Wang et al. (2004) and scikit-image's `gaussian_weights=True`: an 11x11 Gaussian
+# window with sigma 1.5, K1 = 0.01, K2 = 0.03, averaged over the valid (unpadded) area.
+SSIM_WINDOW = 11
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0) -> torch.Tensor:
+    """Mean structural similarity per image over RGB: [B, C, H, W] x2 -> [B] (kornia).
+
+    Images smaller than the 11 px window get a smaller odd window, as scikit-image needs.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"ssim: shapes differ, {tuple(pred.shape)} vs {tuple(target.shape)}")
+    side = min(pred.shape[-2:])
+    window = min(SSIM_WINDOW, side if side % 2 else side - 1)
+    ssim_map = kornia.metrics.ssim(pred.float(), target.float(), window, max_val=data_range,
+                                   padding="valid")  # [B, C, H - w + 1, W - w + 1]
+    return ssim_map.flatten(1).mean(dim=1)
+
+
+def ciede2000_lab(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """CIEDE2000 colour difference of Lab arrays [..., 3] (scikit-image), same leading shape."""
+    return np.asarray(skimage.color.deltaE_ciede2000(lab1, lab2, channel_axis=-1))
+
+
+def ciede2000(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean CIEDE2000 per image between two sRGB batches in [0, 1]: [B, 3, H, W] x2 -> [B].
+
+    Both are converted to Lab (D65) first; 0 means identical, ~2.3 is a just-noticeable
+    difference.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"ciede2000: shapes differ, {tuple(pred.shape)} vs "
+                         f"{tuple(target.shape)}")
+    lab_pred = color.rgb_to_lab(pred).permute(0, 2, 3, 1).double().cpu().numpy()  # [B,H,W,3]
+    lab_true = color.rgb_to_lab(target).permute(0, 2, 3, 1).double().cpu().numpy()
+    delta = ciede2000_lab(lab_pred, lab_true)  # [B, H, W]
+    return torch.from_numpy(delta.reshape(delta.shape[0], -1).mean(axis=1)).float()
+
+
+def colorfulness_gap(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """|M(pred) - M(target)| per image: how far the colourfulness is from the truth's."""
+    return (colorfulness(pred) - colorfulness(target)).abs()
+
+
+def mean_interval(values: np.ndarray | list[float],
+                  confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean and its Student-t confidence interval.
+
+    One value has no spread to estimate: its interval is the value itself.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        raise ValueError("mean_interval: no values")
+    mean = float(data.mean())
+    if data.size < 2:
+        return mean, mean, mean
+    sem = float(data.std(ddof=1)) / np.sqrt(data.size)
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, data.size - 1)) * sem
+    return mean, mean - half, mean + half
+
+
+def chroma_and_hue_spread(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean chroma and hue spread per image of Lab [B, 3, H, W]: ([B], [B]).
+
+    Chroma is sqrt(a^2 + b^2). Hue spread is 1 - R, where R is the chroma-weighted mean
+    resultant length of the hue angles, |(sum a, sum b)| / sum chroma: 0 when every pixel has
+    one hue (a sepia or single-tint print), towards 1 when hues are spread around the circle.
+    """
+    a, b = lab[:, 1].double().flatten(1), lab[:, 2].double().flatten(1)  # [B, H*W]
+    chroma = torch.sqrt(a**2 + b**2)
+    resultant = torch.sqrt(a.sum(1) ** 2 + b.sum(1) ** 2) / chroma.sum(1).clamp_min(1e-12)
+    return chroma.mean(1).float(), (1.0 - resultant).clamp(0.0, 1.0).float()
