@@ -219,6 +219,7 @@ def evaluate_model(
         "image_names": names if config.write_images else {},
         "per_photo": per_photo,
     }
+    record["table"] = table_rows(record)  # side by side, as `colorize evaluate` prints it
     versions.update_card(model_url, {"metrics": flat, "evaluated_on": {
         "dataset": dataset, "split": config.split}, "evaluation": record})
     logger.info("evaluated %s on %s/%s: %s", card["model_id"], dataset, config.split, flat)
@@ -278,3 +279,17 @@ def format_table(record: dict[str, Any]) -> str:
               f"mean [{confidence}% interval]."]
     footer += [f"Note: {note}." for note in record.get("notes", [])]
     return "\n".join(lines + [""] + footer)
+
+
+def card_report(model: str, *, review: str | None = None, review_url: str | None = None,
+                models_root: str | None = None) -> str:
+    """Markdown of a model's stored evaluation, with where its review dataset is."""
+    card = versions.read_card(model, models_root=models_root)
+    if "evaluation" not in card:
+        raise ValueError(f"model {card['model_id']}: not evaluated yet")
+    lines = [f"# {card['model_id']} ({card.get('stage')})", "", format_table(card["evaluation"])]
+    if review:
+        link = f"[{review}]({review_url})" if review_url else f"`{review}`"
+        lines += ["", f"Review: FiftyOne dataset {link}; `colorize review {card['model_id']}` "
+                  "serves it, worst photos first."]
+    return "\n".join(lines)

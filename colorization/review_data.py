@@ -117,7 +117,6 @@ def build_snapshot_dataset(snapshot: str) -> str:
             return None
 
     samples: list[Any] = []
-    first_by_hash: dict[str, str] = {}
     with ThreadPoolExecutor(READ_THREADS) as pool:
         for photo, data in zip(photos, pool.map(read, photos), strict=True):
             sample = fo.Sample(filepath=os.path.join(root, photo["id"]), photo_id=photo["id"],
@@ -127,9 +126,6 @@ def build_snapshot_dataset(snapshot: str) -> str:
             if data is not None:
                 digest = hashlib.sha256(data).hexdigest()
                 sample["sha256"] = digest
-                first = first_by_hash.setdefault(digest, photo["id"])
-                if first != photo["id"]:
-                    sample["duplicate_of"] = first
                 if scores is None:
                     with contextlib.suppress(ValueError):  # unreadable image: no scores
                         scores = photo_scores(data, name=photo["id"], image_size=image_size)
@@ -154,15 +150,20 @@ def build_snapshot_dataset(snapshot: str) -> str:
 
 
 def _tag_duplicates(samples: list[Any]) -> None:
-    """Tag every member of a group of exact copies (same sha256), the first one included."""
-    counts: dict[str, int] = {}
+    """Tag every member of a group of exact copies (same sha256); all but the first id (in
+    sorted order) point at it with `duplicate_of`."""
+    groups: dict[str, list[Any]] = {}
     for sample in samples:
-        digest = sample.get_field("sha256") if sample.has_field("sha256") else None
-        if digest:
-            counts[digest] = counts.get(digest, 0) + 1
-    for sample in samples:
-        if sample.has_field("sha256") and counts.get(sample["sha256"], 0) > 1:
-            sample.tags.append(DUPLICATE_TAG)
+        if sample.has_field("sha256"):
+            groups.setdefault(sample["sha256"], []).append(sample)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda member: member["photo_id"])
+        for member in members:
+            member.tags.append(DUPLICATE_TAG)
+        for member in members[1:]:
+            member["duplicate_of"] = members[0]["photo_id"]
 
 
 def snapshot_summary(name: str) -> dict[str, Any]:
