@@ -141,6 +141,16 @@ def build_snapshot_dataset(snapshot: str) -> str:
             samples.append(sample)
     _tag_duplicates(samples)
     dataset = fo.Dataset(name, persistent=True, overwrite=True)
+    # Declared up front: a field whose values are all None (no drops, no COCO) still exists.
+    for field, kind in (("photo_id", fo.StringField), ("split", fo.StringField),
+                        ("drop_reason", fo.StringField), ("kept", fo.BooleanField),
+                        ("readable", fo.BooleanField), ("sha256", fo.StringField),
+                        ("duplicate_of", fo.StringField), ("mean_chroma", fo.FloatField),
+                        ("hue_spread", fo.FloatField)):
+        dataset.add_sample_field(field, kind)
+    dataset.add_sample_field("categories", fo.ListField, subfield=fo.StringField)
+    dataset.add_sample_field("ground_truth", fo.EmbeddedDocumentField,
+                             embedded_doc_type=fo.Detections)
     dataset.add_samples(samples)
     dataset.info = {"kind": "snapshot", "snapshot": snapshot, "source": source,
                     "storage_root": paths.home()}

@@ -89,7 +89,7 @@ def test_newer_manifest_fields_scores_drops_and_coco_boxes(fiftyone_env, snapsho
     storage.write_json(storage.join(str(copy), MANIFEST_NAME), newer)
     assert len(considered(newer)) == 13
 
-    from colorization.review_data import build_snapshot_dataset
+    from colorization.review_data import build_snapshot_dataset, snapshot_summary
 
     name = build_snapshot_dataset(str(copy))
     import fiftyone as fo
@@ -102,6 +102,11 @@ def test_newer_manifest_fields_scores_drops_and_coco_boxes(fiftyone_env, snapsho
     boxes = {d.label: d.bounding_box for d in first.ground_truth.detections}
     assert boxes["dog"] == pytest.approx([10 / width, 20 / height, 30 / width, 40 / height])
     assert boxes["person"] == pytest.approx([0, 0, 0.5, 1])
+    # A snapshot that dropped nothing and has no COCO block still summarises.
+    clean = {**manifest, "skipped": [], "inputs_digest": "e" * 64}
+    storage.write_json(storage.join(str(tmp_path / "clean"), MANIFEST_NAME), clean)
+    clean_summary = snapshot_summary(build_snapshot_dataset(str(tmp_path / "clean")))
+    assert clean_summary["samples"] == 11 and clean_summary["dropped"] == {}
     other = manifest["splits"]["train"]["ids"][0]
     assert samples[other].ground_truth is None and samples[other].kept  # no COCO id for it
 
