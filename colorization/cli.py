@@ -86,7 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "evaluating"), config=EvalConfig(
             split=args.split, batch_size=args.batch_size, device=args.device,
             precision=args.precision, compare=not args.no_compare,
-            lpips_weights=args.lpips_weights, fid_weights=args.fid_weights))
+            fid_weights=args.fid_weights))
     print(format_table(record))
     if args.review:
         from colorization.review import build_model_dataset
@@ -305,10 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     # --- evaluation beside baselines, review dataset (issue 10) ---
     evaluate.add_argument("--no-compare", action="store_true",
                           help="skip the parent stage and the champion columns")
-    evaluate.add_argument("--lpips-weights", help="local weights file for LPIPS "
-                          "(default: LPIPS skipped, noted in the card)")
-    evaluate.add_argument("--fid-weights", help="local weights file for FID "
-                          "(default: FID skipped, noted in the card)")
+    evaluate.add_argument("--fid-weights", help="local torchvision Inception-v3 weights "
+                          "file for FID (default: FID skipped, noted in the card)")
     evaluate.add_argument("--review", action=argparse.BooleanOptionalAction, default=True,
                           help="build the FiftyOne review dataset colorization-<model id>")
     _add_compute_options(evaluate)

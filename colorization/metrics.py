@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kornia.metrics
 import numpy as np
+import scipy.linalg
 import scipy.stats
 import skimage.color
 import torch
@@ -111,3 +112,72 @@ def chroma_and_hue_spread(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     chroma = torch.sqrt(a**2 + b**2)
     resultant = torch.sqrt(a.sum(1) ** 2 + b.sum(1) ** 2) / chroma.sum(1).clamp_min(1e-12)
     return chroma.mean(1).float(), (1.0 - resultant).clamp(0.0, 1.0).float()
+
+
+# --- FID: only with a local Inception-v3 weights file (no hub is assumed reachable) ---
+FID_IMAGE_SIZE = 299  # Inception v3's input side
+FID_FEATURES = 2048  # its pool features
+
+
+class FidFeatures:
+    """Inception-v3 pool features [B, 2048] of sRGB batches, from a torchvision state dict.
+
+    The file is torchvision's `inception_v3` weights (e.g. inception_v3_google-*.pth), loaded
+    with `weights_only=True`. FID from these features is comparable between runs of this tool,
+    not with the TensorFlow-Inception FID that papers report.
+    """
+
+    def __init__(self, weights: str, *, device: str | torch.device = "cpu") -> None:
+        from torchvision.models import inception_v3
+
+        model = inception_v3(weights=None, aux_logits=True, init_weights=False,
+                             transform_input=False)
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except FileNotFoundError:
+            raise
+        except (RuntimeError, ValueError, OSError, TypeError) as exc:
+            raise ValueError(f"{weights}: not torchvision Inception-v3 weights ({exc})") from exc
+        model.fc = torch.nn.Identity()  # keep the 2048 pool features
+        self.model = model.to(device).eval()
+
+    @torch.no_grad()
+    def __call__(self, rgb: torch.Tensor) -> torch.Tensor:
+        """sRGB [B, 3, H, W] in [0, 1] -> features [B, 2048] (float64, CPU)."""
+        x = torch.nn.functional.interpolate(rgb.float(), size=(FID_IMAGE_SIZE, FID_IMAGE_SIZE),
+                                            mode="bilinear", align_corners=False)
+        out = self.model(2.0 * x - 1.0)  # the Google weights expect inputs in [-1, 1]
+        return out.double().cpu()
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """Frechet distance of two feature sets [N, D] seen as Gaussians (Heusel et al. 2017):
+    |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
+    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("frechet_distance: needs at least 2 samples per set")
+    if min(len(a), len(b)) >= a.shape[1]:
+        return gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False),
+                                         b.mean(0), np.cov(b, rowvar=False))
+    # Fewer samples than dimensions (2048 for Inception): with centred X_a, X_b and
+    # S = X^T X / (n - 1), the nonzero eigenvalues of S_a S_b are those of M M^T, where
+    # M = X_a X_b^T / sqrt((n_a - 1)(n_b - 1)); so Tr (S_a S_b)^(1/2) is the sum of M's
+    # singular values. Exact, and an [n_a, n_b] SVD instead of a [D, D] matrix square root.
+    xa, xb = a - a.mean(0), b - b.mean(0)
+    scale = np.sqrt((len(a) - 1) * (len(b) - 1))
+    trace_sqrt = float(np.linalg.svd(xa @ xb.T / scale, compute_uv=False).sum())
+    diff = a.mean(0) - b.mean(0)
+    trace_a = float((xa**2).sum()) / (len(a) - 1)
+    trace_b = float((xb**2).sum()) / (len(b) - 1)
+    return float(diff @ diff + trace_a + trace_b - 2.0 * trace_sqrt)
+
+
+def gaussian_frechet_distance(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray,
+                              cov_b: np.ndarray) -> float:
+    """Frechet distance of N(mu_a, cov_a) and N(mu_b, cov_b)."""
+    covmean = scipy.linalg.sqrtm(np.atleast_2d(cov_a) @ np.atleast_2d(cov_b))
+    covmean = np.real(covmean)  # rounding can leave a tiny imaginary part
+    diff = np.atleast_1d(mu_a - mu_b)
+    return float(diff @ diff + np.trace(np.atleast_2d(cov_a)) + np.trace(np.atleast_2d(cov_b))
+                 - 2.0 * np.trace(covmean))

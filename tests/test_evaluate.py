@@ -79,7 +79,8 @@ def test_metrics_match_an_independent_computation(gan_model, tiny_dataset):
     card = versions.read_card(gan_id, models_root=models_root)
     assert card["metrics"] == record["metrics"] and card["evaluated_on"]["split"] == "val"
     assert card["evaluation"]["summary"] == record["summary"]
-    assert any("LPIPS skipped" in note for note in record["notes"])
+    assert any("FID skipped" in note for note in record["notes"])
+    assert any("LPIPS not computed" in note for note in record["notes"])
 
     generator, _ = versions.load_generator(gan_id, models_root=models_root)
     samples = _shard_samples(tiny_dataset, "val")
@@ -119,12 +120,26 @@ def test_metrics_match_an_independent_computation(gan_model, tiny_dataset):
     assert "grayscale (ab = 0)" in table and "| ciede2000 |" in table
 
 
-def test_without_comparison_only_the_grayscale_baseline(tiny_model, tiny_dataset):
+def test_without_comparison_only_the_grayscale_baseline_and_fid(tiny_model, tiny_dataset,
+                                                                tmp_path):
+    from torchvision.models import inception_v3
+
+    weights = tmp_path / "inception.pth"
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(),
+               weights)
     models_root, model_id = tiny_model
     record = evaluate_model(model_id, dataset=tiny_dataset, models_root=models_root,
-                            config=EvalConfig(compare=False, write_images=False))
+                            config=EvalConfig(compare=False, write_images=False,
+                                              fid_weights=str(weights)))
     assert set(record["subjects"]) == {"model", "grayscale"}
     assert record["images_url"] is None
+    # FID is one number per set (no interval), for the model and the baseline.
+    for role in ("model", "grayscale"):
+        assert isinstance(record["summary"][role]["fid"], float)
+        assert record["summary"][role]["fid"] >= -1e-6
+    assert record["metrics"]["fid"] == record["summary"]["model"]["fid"]
+    assert "| fid |" in format_table(record)
+    assert not any("FID" in note for note in record["notes"])
 
 
 def test_empty_or_unknown_split_is_named(tiny_model, tiny_dataset):

@@ -282,3 +282,55 @@ def test_chroma_and_hue_spread_known_answers() -> None:
     chroma, spread = metrics.chroma_and_hue_spread(lab)
     np.testing.assert_allclose(chroma.numpy(), [5.0, 10.0, 6.0], rtol=1e-6)
     np.testing.assert_allclose(spread.numpy(), [0.0, 1.0, 1 - math.sqrt(2) / 2], atol=1e-6)
+
+
+# --- FID --------------------------------------------------------------------------------------
+
+
+def test_gaussian_frechet_distance_known_answer() -> None:
+    # mu_a = 0, mu_b = (1, 2): |diff|^2 = 5. Diagonal covariances diag(1, 4) and diag(4, 1):
+    # sqrt(S_a S_b) = diag(2, 2), so the trace term is (1 + 4 - 4) + (4 + 1 - 4) = 2. Total 7.
+    got = metrics.gaussian_frechet_distance(np.zeros(2), np.diag([1.0, 4.0]),
+                                            np.array([1.0, 2.0]), np.diag([4.0, 1.0]))
+    assert got == pytest.approx(7.0, abs=1e-9)
+
+
+def test_frechet_distance_of_feature_sets() -> None:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 5))
+    assert metrics.frechet_distance(features, features) == pytest.approx(0.0, abs=1e-6)
+    # A shift by c moves only the means: the distance is |c|^2.
+    shift = np.array([1.0, -2.0, 0.5, 0.0, 3.0])
+    assert metrics.frechet_distance(features + shift, features) == pytest.approx(
+        float(shift @ shift), abs=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.frechet_distance(features[:1], features)
+
+
+def test_frechet_distance_with_fewer_samples_than_dimensions_is_exact() -> None:
+    # The SVD shortcut (6 and 7 samples in 10 dimensions) against the matrix square root.
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(6, 10)), rng.normal(1.0, 2.0, size=(7, 10))
+    reference = metrics.gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False),
+                                                  b.mean(0), np.cov(b, rowvar=False))
+    assert metrics.frechet_distance(a, b) == pytest.approx(reference, rel=1e-6)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fid_features_from_a_weights_file(tmp_path) -> None:
+    from torchvision.models import inception_v3
+
+    weights = tmp_path / "inception.pth"
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(),
+               weights)
+    extractor = metrics.FidFeatures(str(weights))
+    images = _photo_batch([0, 1])
+    got = extractor(images)
+    assert got.shape == (2, metrics.FID_FEATURES) and torch.isfinite(got).all()
+    torch.testing.assert_close(extractor(images[:1]), got[:1], rtol=1e-4, atol=1e-5)
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="bad.pth: not torchvision Inception-v3 weights"):
+        metrics.FidFeatures(str(bad))
+    with pytest.raises(FileNotFoundError):
+        metrics.FidFeatures(str(tmp_path / "missing.pth"))
