@@ -210,7 +210,8 @@ def evaluate_model(
     if done == 0:
         raise ValueError(f"{dataset}: split {config.split!r} is empty")
 
-    summary = {role: _summary(values) for role, values in per_role.items()}
+    summary: dict[str, dict[str, Any]] = {role: _summary(values)
+                                          for role, values in per_role.items()}
     summary["truth"] = _summary({TRUTH_METRIC: truth_colorfulness})
     if fid is not None:  # one value per set, no interval
         truth_features = torch.cat(features.pop("truth")).numpy()
