@@ -140,6 +140,8 @@ def _review_target(args: argparse.Namespace) -> tuple[str, Callable[[], str]]:
     """(FiftyOne dataset name, how to build it) for a model (default: champion) or snapshot."""
     from colorization import review
 
+    if args.dataset and args.model:
+        raise ValueError("give a model or --dataset SNAPSHOT, not both")
     if args.dataset:
         from colorization import review_data
 
