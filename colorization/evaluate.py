@@ -114,6 +114,9 @@ def _subjects(model_url: str, card: dict[str, Any], config: EvalConfig,
         if not ref:
             notes.append(f"no {role}" + (" stage" if role == "parent" else " promoted yet"))
             continue
+        if ref == card["model_id"]:
+            notes.append(f"the model is the {role}")
+            continue
         try:
             other = versions.read_card(ref, models_root=models_root)
         except FileNotFoundError:

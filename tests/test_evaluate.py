@@ -115,6 +115,14 @@ def test_metrics_match_an_independent_computation(gan_model, tiny_dataset):
     for slice_name in ("grayscale", "colorized", "original"):
         assert len(storage.list_files(storage.join(record["images_url"], slice_name))) == 8
 
+    # Evaluated again as the champion: no column of itself, a note instead.
+    versions.promote(gan_id, models_root=models_root)
+    again = evaluate_model(gan_id, dataset=tiny_dataset, models_root=models_root,
+                           config=EvalConfig(write_images=False))
+    assert set(again["subjects"]) == {"model", "parent", "grayscale"}
+    assert "the model is the champion" in again["notes"]
+    assert again["summary"]["model"] == record["summary"]["model"]
+
     table = format_table(record)
     assert f"model: {gan_id} (gan)" in table and f"parent: {pretrain_id} (pretrain)" in table
     assert "grayscale (ab = 0)" in table and "| ciede2000 |" in table
@@ -133,6 +141,7 @@ def test_without_comparison_only_the_grayscale_baseline_and_fid(tiny_model, tiny
                                               fid_weights=str(weights)))
     assert set(record["subjects"]) == {"model", "grayscale"}
     assert record["images_url"] is None
+    assert "the model is the champion" not in record["notes"]
     # FID is one number per set (no interval), for the model and the baseline.
     for role in ("model", "grayscale"):
         assert isinstance(record["summary"][role]["fid"], float)
