@@ -91,8 +91,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.review:
         from colorization.review import build_model_dataset
 
-        with contextlib.redirect_stdout(sys.stderr):  # FiftyOne's progress bars
-            name = build_model_dataset(args.model)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # FiftyOne's progress bars
+                name = build_model_dataset(args.model)
+        except Exception as exc:  # e.g. no MongoDB: the metrics are saved all the same
+            print(f"colorize: review dataset not built ({type(exc).__name__}: {exc}); the "
+                  "metrics are in the card; --no-review skips it", file=sys.stderr)
+            return 1
         model_id = record["subjects"]["model"]["model_id"]
         print(f"\nreview dataset: {name}  (open it: colorize review {model_id})")
     return 0

@@ -165,3 +165,15 @@ def test_the_app_answers_on_loopback_and_leaves_no_process(reviewed, monkeypatch
     for process in alive:
         process.kill()
     assert not alive, f"left running: {[p.cmdline() for p in alive]}"
+
+
+def test_worst_tenth_and_suspect_truth_rules():
+    from colorization.review import suspect_truth, worst_ids
+
+    per_photo = {f"p{i}.jpg": {"ciede2000": float(i)} for i in range(25)}
+    assert worst_ids(per_photo) == ["p24.jpg", "p23.jpg", "p22.jpg"]  # ceil(10% of 25)
+    assert worst_ids({"a.jpg": {"ciede2000": 1.0}}) == ["a.jpg"]  # at least one
+    colourful = {"truth_chroma": 20.0, "truth_hue_spread": 0.2}
+    assert not suspect_truth(colourful)
+    assert suspect_truth({**colourful, "truth_chroma": 4.0})  # nearly gray
+    assert suspect_truth({**colourful, "truth_hue_spread": 0.001})  # one tint (sepia)
