@@ -177,3 +177,23 @@ def test_worst_tenth_and_suspect_truth_rules():
     assert not suspect_truth(colourful)
     assert suspect_truth({**colourful, "truth_chroma": 4.0})  # nearly gray
     assert suspect_truth({**colourful, "truth_hue_spread": 0.001})  # one tint (sepia)
+
+
+def test_images_in_s3_are_copied_once_into_the_local_cache(s3_bucket, tmp_path, monkeypatch):
+    from colorization.review import local_media
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    prefix = storage.join(s3_bucket, "models/m1/evaluation/val")
+    storage.write_bytes(storage.join(prefix, "colorized/a.png"), b"png-a")
+    storage.write_bytes(storage.join(prefix, "original/sub/b.png"), b"png-bb")
+    root = Path(local_media(prefix))
+    assert root.is_relative_to(tmp_path / "cache" / "colorization" / "review")
+    assert (root / "colorized/a.png").read_bytes() == b"png-a"
+    assert (root / "original/sub/b.png").read_bytes() == b"png-bb"
+    stamp = (root / "original/sub/b.png").stat().st_mtime_ns
+    storage.write_bytes(storage.join(prefix, "colorized/a.png"), b"png-a2")  # changed size
+    assert Path(local_media(prefix)) == root
+    assert (root / "colorized/a.png").read_bytes() == b"png-a2"
+    assert (root / "original/sub/b.png").stat().st_mtime_ns == stamp  # unchanged: not fetched
+    # A local folder is used in place.
+    assert local_media(str(tmp_path)) == str(tmp_path)
