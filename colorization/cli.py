@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,11 +23,13 @@ from colorization.constants import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_INFERENCE_BATCH,
     DEFAULT_PRECISION,
+    DEFAULT_REVIEW_PORT,
     DEFAULT_SAMPLE_SIZE,
     DEFAULT_SEED,
     DEFAULT_SHARD_SIZE,
     DEFAULT_STAGE,
     DEFAULT_VAL_FRACTION,
+    EXCLUDE_TAG,
 )
 from colorization.devices import DEVICE_CHOICES, PRECISION_CHOICES, check_device_name
 from colorization.models import (
@@ -114,13 +117,37 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from colorization.evaluate import EvalConfig, evaluate_model
+    from colorization.evaluate import EvalConfig, evaluate_model, format_table
 
-    _print_json(evaluate_model(args.model, dataset=args.dataset,
-                               config=EvalConfig(split=args.split, batch_size=args.batch_size,
-                                                 device=args.device,
-                                                 precision=args.precision)))
+    record = evaluate_model(args.model, dataset=args.dataset, progress=_progress_line(
+        "evaluating"), config=EvalConfig(
+            split=args.split, batch_size=args.batch_size, device=args.device,
+            precision=args.precision, compare=not args.no_compare,
+            fid_weights=args.fid_weights))
+    print(format_table(record))
+    if args.review:
+        from colorization.review import build_model_dataset
+
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # FiftyOne's progress bars
+                name = build_model_dataset(args.model)
+        except Exception as exc:  # e.g. no MongoDB: the metrics are saved all the same
+            print(f"colorize: review dataset not built ({type(exc).__name__}: {exc}); the "
+                  "metrics are in the card; --no-review skips it", file=sys.stderr)
+            return 1
+        model_id = record["subjects"]["model"]["model_id"]
+        print(f"\nreview dataset: {name}  (open it: colorize review {model_id})")
     return 0
+
+
+def _progress_line(label: str) -> Callable[[int, int], None]:
+    """A progress callback that rewrites one stderr line: `label: done/total photos`."""
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        print(f"\r{label}: {done}/{total} photos", end=end, file=sys.stderr, flush=True)
+
+    return show
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
@@ -148,6 +175,64 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_promote(args: argparse.Namespace) -> int:
     versions.promote(args.model_id, reason=args.reason)
     print(f"champion is now {args.model_id}")
+    return 0
+
+
+# --- review and curation (issue 10) ---------------------------------------------------------
+def _review_target(args: argparse.Namespace) -> tuple[str, Callable[[], str]]:
+    """(FiftyOne dataset name, how to build it) for a model (default: champion) or snapshot."""
+    from colorization import review
+
+    if args.dataset and args.model:
+        raise ValueError("give a model or --dataset SNAPSHOT, not both")
+    if args.dataset:
+        from colorization import review_data
+
+        return (review_data.snapshot_dataset_name(args.dataset),
+                lambda: review_data.build_snapshot_dataset(args.dataset))
+    card = versions.read_card(args.model)
+    return (review.model_dataset_name(card["model_id"]),
+            lambda: review.build_model_dataset(card["model_id"]))
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from colorization import review
+
+    name, build = _review_target(args)
+    # FiftyOne writes progress bars to stdout; keep stdout for the URL or the JSON line.
+    with contextlib.redirect_stdout(sys.stderr):
+        if args.rebuild or not review.exists(name):
+            build()
+        if args.no_app:
+            summary = review.summary(name)
+    if args.no_app:
+        print(json.dumps(summary))
+        return 0
+    # A service manager's SIGTERM ends the App like Ctrl-C: the session closes its server.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with contextlib.redirect_stdout(sys.stderr):
+        session = review.launch(name, port=args.port)
+    print(f"http://127.0.0.1:{args.port}/", flush=True)
+    print(f"FiftyOne App serving {name} (worst first); Ctrl-C stops it", file=sys.stderr)
+    try:
+        session.wait(-1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()
+    return 0
+
+
+def cmd_curate_export(args: argparse.Namespace) -> int:
+    from colorization import review
+
+    names = None
+    if args.dataset or args.model:
+        names = [_review_target(args)[0]]
+    with contextlib.redirect_stdout(sys.stderr):
+        url, ids = review.export_exclusions(names, url=args.to)
+    print(f"exported {len(ids)} photo ids tagged {EXCLUDE_TAG!r}", file=sys.stderr)
+    print(url)
     return 0
 
 
@@ -277,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="which split of the snapshot")
     evaluate.add_argument("--batch-size", type=int, default=DEFAULT_EVAL_BATCH,
                           help="photos per forward pass")
+    # --- evaluation beside baselines, review dataset (issue 10) ---
+    evaluate.add_argument("--no-compare", action="store_true",
+                          help="skip the parent stage and the champion columns")
+    evaluate.add_argument("--fid-weights", help="local torchvision Inception-v3 weights "
+                          "file for FID (default: FID skipped, noted in the card)")
+    evaluate.add_argument("--review", action=argparse.BooleanOptionalAction, default=True,
+                          help="build the FiftyOne review dataset colorization-<model id>")
     _add_compute_options(evaluate)
 
     retrain = add("retrain", cmd_retrain, "the whole chain as a Prefect flow run")
@@ -289,6 +381,32 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--gan-epochs", type=int, default=DEFAULT_EPOCHS,
                          help="epochs of the GAN stage (0 skips it)")
     _add_model_options(retrain)
+
+    # --- review and curation (issue 10) ---
+    review = add("review", cmd_review, "open a model's or a snapshot's FiftyOne dataset in "
+                 "the App (127.0.0.1), worst photos first")
+    review.add_argument("model", nargs="?", help="model id or version folder "
+                        "(default: the champion)")
+    review.add_argument("--dataset", help="snapshot URL: review every photo it considered "
+                        "instead of a model (default: review a model)")
+    review.add_argument("--port", type=int, default=DEFAULT_REVIEW_PORT,
+                        help="port of the App on 127.0.0.1")
+    review.add_argument("--no-app", action="store_true",
+                        help="print a one-line JSON summary of the dataset instead")
+    review.add_argument("--rebuild", action="store_true",
+                        help="rebuild the dataset first (exclude tags are kept)")
+    curate = sub.add_parser("curate", help="curation: export reviewers' exclude tags",
+                            description="curation: export reviewers' exclude tags",
+                            formatter_class=formatter)
+    curate_sub = curate.add_subparsers(dest="curate_command", required=True, metavar="COMMAND")
+    export = add("export", cmd_curate_export, "merge the photo ids tagged exclude into the "
+                 "exclusion list and print its URL", curate_sub)
+    export.add_argument("model", nargs="?", help="model id or version folder whose review "
+                        "dataset to export (default: every review dataset of this storage root)")
+    export.add_argument("--dataset", help="snapshot URL whose curation dataset to export "
+                        "(default: see MODEL)")
+    export.add_argument("--to", help="exclusion list URL "
+                        "(default: <home>/curation/exclude.txt)")
 
     models = sub.add_parser("models", help="list and promote model versions",
                             description="list and promote model versions",

@@ -83,3 +83,19 @@ HUE_GRID = 16  # the hue spread is measured on a 16 x 16 grid of block means
 MIN_TRAIN_SHARDS = 32  # shards per split at full scale: DDP ranks x loader workers
 MIN_SHARD_SAMPLES = 16  # never split a split into shards smaller than this
 SAMPLE_FORMAT_VERSION = 2  # manifest format_version of snapshots with `lab.webp` samples
+
+# --- Evaluation and review (issue 10) --------------------------------------------------------
+EVAL_CONFIDENCE = 0.95  # the summary's interval: Student-t on the per-photo values
+EVAL_DIR = "evaluation"  # <model>/evaluation/<split>/<slice>/<photo>.png, written once
+EVAL_SLICES = ("grayscale", "colorized", "original")  # the review's group slices
+DEFAULT_REVIEW_PORT = 5151  # the FiftyOne App's usual port; always bound to 127.0.0.1
+REVIEW_DATASET_PREFIX = "colorization-"  # colorization-<model id>, colorization-data-<id>
+REVIEW_DATA_PREFIX = "colorization-data-"
+FIFTYONE_DIR = "fiftyone"  # <local home>/fiftyone/db when no FiftyOne database is configured
+EXCLUDE_TAG = "exclude"  # reviewers tag samples with it; `colorize curate export` collects
+REVIEW_WORST_FRACTION = 0.1  # `worst`: this share of the photos by CIEDE2000, at least one
+# `suspect-truth` originals: mean Lab chroma below this (about 3% of COCO-like photos) ...
+SUSPECT_MAX_CHROMA = 5.0
+# ... or a hue spread (degrees, as prepare's filter measures it) below this: one tint. Both
+# are looser than prepare's drop thresholds, so photos near them are flagged for a look.
+SUSPECT_MAX_HUE_SPREAD = 2 * MIN_HUE_SPREAD

@@ -1,7 +1,8 @@
 """`make demo`: retrain a small model on the fixture photos, then colorize grayscale copies.
 
 Runs offline on the CPU in a few minutes under Prefect's temporary local API, and prints
-where the outputs, the model card and the metrics are.
+where the outputs, the model card, the metrics and the FiftyOne review dataset are, and the
+model's evaluation beside its pretrain parent and the grayscale baseline.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from colorization import color, paths, storage, versions
 from colorization.constants import CARD_NAME, DEFAULT_DEVICE, OUTPUT_JPEG_QUALITY
+from colorization.evaluate import format_table
 from colorization.inference import colorize_paths
 from colorization.shards import read_manifest
 
@@ -63,10 +65,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"model version    : {model_url}  (promoted: {summary['promoted']})")
     print(f"model card       : {storage.join(model_url, CARD_NAME)}")
     print(f"metrics (val)    : {json.dumps(summary['metrics'])}")
+    print(f"review dataset   : {summary['review']}  (colorize review {summary['model_id']})")
     print(f"grayscale inputs : {gray}")
     print(f"colorized outputs: {storage.join(demo_dir, 'colorized')} "
           f"({len(report.written)} images, {len(report.failed)} failed)")
     print(f"champion         : {versions.champion()}")
+    print("\n" + format_table(versions.read_card(summary["model_id"])["evaluation"]))
     return summary
 
 

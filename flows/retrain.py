@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
 from colorization import versions
 from colorization.constants import (
@@ -13,10 +14,13 @@ from colorization.constants import (
     DEFAULT_EPOCHS,
     DEFAULT_IMAGE_SIZE,
     DEFAULT_PRECISION,
+    DEFAULT_REVIEW_PORT,
     DEFAULT_SAMPLE_SIZE,
     DEFAULT_SEED,
 )
+from colorization.evaluate import card_report
 from colorization.models import DEFAULT_GENERATOR
+from colorization.review import app_url, model_dataset_name
 from flows.evaluate import evaluate
 from flows.prepare_data import prepare_data
 from flows.train import train
@@ -25,6 +29,16 @@ from flows.train import train
 @task
 def promote_if_none_task(model_id: str) -> bool:
     return versions.promote_if_none(model_id)
+
+
+@task
+def report_task(model_id: str, review: str | None, promoted: bool) -> None:
+    """The run's artifact: the evaluation table and the review dataset's link."""
+    markdown = card_report(model_id, review=review, review_url=review and app_url(
+        review, port=DEFAULT_REVIEW_PORT))
+    create_markdown_artifact(key="retrain-report", markdown=markdown + (
+        "\n\nPromoted to champion." if promoted else "\n\nKept as a candidate."),
+        description=f"retrain: model {model_id}")
 
 
 @flow(name="retrain")
@@ -42,8 +56,10 @@ def retrain(
     precision: str = DEFAULT_PRECISION,
     coco_mirror: str | None = None,
     exclude: str | None = None,
+    review: bool = True,
 ) -> dict[str, Any]:
-    """The whole chain; returns dataset, model id, metrics and whether it was promoted.
+    """The whole chain; returns dataset, model id, metrics, whether it was promoted and the
+    FiftyOne review dataset (None when `review` is off).
 
     `source` is a folder, an s3:// prefix or coco://<split> (read from `coco_mirror`)."""
     dataset = prepare_data(source=source, sample_size=sample_size, image_size=image_size,
@@ -52,10 +68,13 @@ def retrain(
                     pretrain_epochs=pretrain_epochs, gan_epochs=gan_epochs,
                     batch_size=batch_size, device=device, precision=precision, seed=seed)
     model_id = trained["model_id"]
-    metrics = evaluate(model=model_id, dataset=dataset, device=device, precision=precision)
+    metrics = evaluate(model=model_id, dataset=dataset, device=device, precision=precision,
+                       review=review)
     promoted = promote_if_none_task(model_id)
+    review_name = model_dataset_name(model_id) if review else None
+    report_task(model_id, review_name, promoted)
     get_run_logger().info("model %s %s", model_id,
                           "promoted to champion" if promoted else "kept as a candidate")
     return {"dataset": dataset, "model_id": model_id, "metrics": metrics,
-            "promoted": promoted, "stages": {k: v for k, v in trained.items()
-                                             if k != "model_id"}}
+            "promoted": promoted, "review": review_name,
+            "stages": {k: v for k, v in trained.items() if k != "model_id"}}

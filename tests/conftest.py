@@ -115,3 +115,35 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: str) -> t
         result = train_stage(TrainConfig(generator=TINY_GENERATOR, epochs=2, batch_size=8),
                              dataset=tiny_dataset)
     return str(root / "models"), result["model_id"]
+
+
+# ============================================================================
+# FiftyOne (issue 10): one database for the session, in a tmp dir, analytics off.
+# Starting its MongoDB and importing fiftyone cost ~15 s: keep FiftyOne tests few.
+# ============================================================================
+import os  # noqa: E402
+
+FIFTYONE_ENV_NAMES = ("FIFTYONE_DATABASE_DIR", "FIFTYONE_DATABASE_URI", "HOME",
+                      "FIFTYONE_DO_NOT_TRACK", "FIFTYONE_DATABASE_VALIDATION",
+                      "FIFTYONE_SHOW_PROGRESS_BARS")
+
+
+@pytest.fixture(scope="session")
+def fiftyone_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Points FiftyOne (this process and the CLI processes tests start) at a fresh database
+    under a tmp HOME; yields the variables set."""
+    base = tmp_path_factory.mktemp("fiftyone")
+    saved = {name: os.environ.get(name) for name in FIFTYONE_ENV_NAMES}
+    values = {"FIFTYONE_DATABASE_DIR": str(base / "db"), "HOME": str(base / "home"),
+              "FIFTYONE_DO_NOT_TRACK": "true", "FIFTYONE_DATABASE_VALIDATION": "false",
+              "FIFTYONE_SHOW_PROGRESS_BARS": "false"}
+    os.environ.pop("FIFTYONE_DATABASE_URI", None)
+    os.environ.update(values)
+    try:
+        yield values
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -40,8 +40,10 @@ def test_prepare_train_evaluate_promote(fixture_photos, capsys):
     assert main(["train", dataset, "--epochs", "1", "--batch-size", "16", "--generator", "unet",
                  "--options", '{"num_downs": 3, "base_channels": 4}']) == 0
     model_id = json.loads(capsys.readouterr().out)["model_id"]
-    assert main(["evaluate", model_id, "--dataset", dataset]) == 0
-    assert json.loads(capsys.readouterr().out)["images"] == 8
+    assert main(["evaluate", model_id, "--dataset", dataset, "--no-review"]) == 0
+    captured = capsys.readouterr()
+    assert f"| metric | model: {model_id} (pretrain) | grayscale (ab = 0) |" in captured.out
+    assert "8 photos of" in captured.out and "8/8 photos" in captured.err
     assert main(["models", "promote", model_id]) == 0
     capsys.readouterr()
     assert main(["models", "list"]) == 0

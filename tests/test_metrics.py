@@ -186,3 +186,140 @@ def test_colorfulness_desaturating_a_photo_lowers_it() -> None:
     values = metrics.colorfulness(torch.cat([photo, half, gray]))
     assert values[0] > values[1] > values[2]
     assert values[2] < 1e-3
+
+
+# --- ssim -------------------------------------------------------------------------------------
+
+
+def test_ssim_matches_skimage_on_noisy_photos() -> None:
+    from skimage.metrics import structural_similarity
+
+    target = _photo_batch([1, 8, 20])[:, :, :64, :80]
+    generator = torch.Generator().manual_seed(3)
+    sigma = torch.tensor([0.02, 0.1, 0.3]).view(3, 1, 1, 1)
+    pred = (target + sigma * torch.randn(target.shape, generator=generator)).clamp(0, 1)
+    got = metrics.ssim(pred, target)
+    ref = [structural_similarity(t.numpy(), p.numpy(), data_range=1, channel_axis=0,
+                                 gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+           for p, t in zip(pred, target, strict=True)]
+    np.testing.assert_allclose(got.numpy(), ref, atol=1e-4)
+    assert got[0] > got[1] > got[2]
+
+
+def test_ssim_known_answers() -> None:
+    image = _photo_batch([2])
+    assert metrics.ssim(image, image.clone()).item() == pytest.approx(1.0, abs=1e-5)
+    # Two constant images a and b: SSIM = (2ab + C1) / (a^2 + b^2 + C1), C1 = (0.01)^2.
+    a, b, c1 = 0.2, 0.6, 0.01**2
+    got = metrics.ssim(torch.full((1, 3, 16, 16), a), torch.full((1, 3, 16, 16), b))
+    assert got.item() == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-4)
+
+
+# --- ciede2000 --------------------------------------------------------------------------------
+
+# Sharma, Wu and Dalal (2005), "The CIEDE2000 color-difference formula": test data pairs
+# (Lab 1, Lab 2, Delta E 2000) from the paper's Table 1 (rows 1, 2, 3, 7, 13, 17, 25).
+SHARMA = [
+    ((50.0000, 2.6772, -79.7751), (50.0000, 0.0000, -82.7485), 2.0425),
+    ((50.0000, 3.1571, -77.2803), (50.0000, 0.0000, -82.7485), 2.8615),
+    ((50.0000, 2.8361, -74.0200), (50.0000, 0.0000, -82.7485), 3.4412),
+    ((50.0000, 0.0000, 0.0000), (50.0000, -1.0000, 2.0000), 2.3669),
+    ((50.0000, 2.4900, -0.0010), (50.0000, -2.4900, 0.0009), 7.1792),
+    ((50.0000, 2.5000, 0.0000), (73.0000, 25.0000, -18.0000), 27.1492),
+    ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644),
+]
+
+
+def test_ciede2000_known_answers_from_sharma() -> None:
+    lab1 = np.array([row[0] for row in SHARMA])
+    lab2 = np.array([row[1] for row in SHARMA])
+    np.testing.assert_allclose(metrics.ciede2000_lab(lab1, lab2), [r[2] for r in SHARMA],
+                               atol=1e-4)
+
+
+def test_ciede2000_of_photos_matches_skimage_and_is_zero_on_identity() -> None:
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    truth = _photo_batch([3, 11])
+    gray = truth.mean(dim=1, keepdim=True).expand_as(truth)
+    got = metrics.ciede2000(gray, truth)
+    ref = [deltaE_ciede2000(rgb2lab(g.permute(1, 2, 0).numpy().astype(np.float64)),
+                            rgb2lab(t.permute(1, 2, 0).numpy().astype(np.float64))).mean()
+           for g, t in zip(gray, truth, strict=True)]
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-3)
+    assert (got > 1.0).all()
+    np.testing.assert_allclose(metrics.ciede2000(truth, truth.clone()).numpy(), 0.0, atol=1e-3)
+
+
+def test_colorfulness_gap_is_the_absolute_difference() -> None:
+    red = torch.zeros(1, 3, 4, 4)
+    red[:, 0] = 1.0
+    gray = torch.full((1, 3, 4, 4), 0.5)
+    expected = 0.3 * math.sqrt(81281.25)  # the uniform-red known answer above; gray is 0
+    np.testing.assert_allclose(metrics.colorfulness_gap(gray, red).numpy(), [expected], rtol=1e-6)
+    np.testing.assert_allclose(metrics.colorfulness_gap(red, gray).numpy(), [expected], rtol=1e-6)
+
+
+# --- summaries and truth statistics -----------------------------------------------------------
+
+
+def test_mean_interval_known_answer() -> None:
+    # 1, 2, 3, 4: mean 2.5, sample sd sqrt(5/3), sem = sd / 2; t(0.975, 3) = 3.182446305...
+    mean, low, high = metrics.mean_interval([1, 2, 3, 4])
+    half = 3.182446305284263 * math.sqrt(5 / 3) / 2
+    assert (mean, low, high) == pytest.approx((2.5, 2.5 - half, 2.5 + half), rel=1e-9)
+    assert metrics.mean_interval([7.0]) == (7.0, 7.0, 7.0)
+    with pytest.raises(ValueError):
+        metrics.mean_interval([])
+
+
+# --- FID --------------------------------------------------------------------------------------
+
+
+def test_gaussian_frechet_distance_known_answer() -> None:
+    # mu_a = 0, mu_b = (1, 2): |diff|^2 = 5. Diagonal covariances diag(1, 4) and diag(4, 1):
+    # sqrt(S_a S_b) = diag(2, 2), so the trace term is (1 + 4 - 4) + (4 + 1 - 4) = 2. Total 7.
+    got = metrics.gaussian_frechet_distance(np.zeros(2), np.diag([1.0, 4.0]),
+                                            np.array([1.0, 2.0]), np.diag([4.0, 1.0]))
+    assert got == pytest.approx(7.0, abs=1e-9)
+
+
+def test_frechet_distance_of_feature_sets() -> None:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 5))
+    assert metrics.frechet_distance(features, features) == pytest.approx(0.0, abs=1e-6)
+    # A shift by c moves only the means: the distance is |c|^2.
+    shift = np.array([1.0, -2.0, 0.5, 0.0, 3.0])
+    assert metrics.frechet_distance(features + shift, features) == pytest.approx(
+        float(shift @ shift), abs=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.frechet_distance(features[:1], features)
+
+
+def test_frechet_distance_with_fewer_samples_than_dimensions_is_exact() -> None:
+    # The SVD shortcut (6 and 7 samples in 10 dimensions) against the matrix square root.
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(6, 10)), rng.normal(1.0, 2.0, size=(7, 10))
+    reference = metrics.gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False),
+                                                  b.mean(0), np.cov(b, rowvar=False))
+    assert metrics.frechet_distance(a, b) == pytest.approx(reference, rel=1e-6)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fid_features_from_a_weights_file(tmp_path) -> None:
+    from torchvision.models import inception_v3
+
+    weights = tmp_path / "inception.pth"
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(),
+               weights)
+    extractor = metrics.FidFeatures(str(weights))
+    images = _photo_batch([0, 1])
+    got = extractor(images)
+    assert got.shape == (2, metrics.FID_FEATURES) and torch.isfinite(got).all()
+    torch.testing.assert_close(extractor(images[:1]), got[:1], rtol=1e-4, atol=1e-5)
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="bad.pth: not torchvision Inception-v3 weights"):
+        metrics.FidFeatures(str(bad))
+    with pytest.raises(FileNotFoundError):
+        metrics.FidFeatures(str(tmp_path / "missing.pth"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prefect.client.orchestration import get_client
 from support import TINY_GENERATOR
 
 from colorization import versions
@@ -13,7 +14,8 @@ SETTINGS = dict(image_size=32, generator=TINY_GENERATOR.name,
                 batch_size=16, device="cpu")
 
 
-def test_retrain_chains_the_stages_and_promotes_the_first_model(prefect_api, fixture_photos):
+def test_retrain_chains_the_stages_and_promotes_the_first_model(prefect_api, fixture_photos,
+                                                               fiftyone_env):
     summary = retrain(source=str(fixture_photos), **SETTINGS)
     model_id = summary["model_id"]
     assert summary["promoted"] is True and versions.champion() == model_id
@@ -24,9 +26,26 @@ def test_retrain_chains_the_stages_and_promotes_the_first_model(prefect_api, fix
     assert card["parent"] == pretrain["model_id"] and card["stage"] == "gan"
     assert card["metrics"] == summary["metrics"] and card["metrics"]["images"] == 8
     assert card["dataset"] == summary["dataset"]
+    # The card compares the model with its pretrain parent and the grayscale baseline.
+    assert set(card["evaluation"]["summary"]) >= {"model", "parent", "grayscale"}
+    assert card["evaluation"]["subjects"]["parent"]["model_id"] == pretrain["model_id"]
+
+    # The review dataset is built after evaluation and linked in the run's artifacts.
+    assert summary["review"] == f"colorization-{model_id}"
+    from colorization import review
+
+    assert review.model_summary(summary["review"])["groups"] == 8
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts() if a.key}
+    assert summary["review"] in artifacts[f"review-{model_id}"].data
+    report = artifacts["retrain-report"].data
+    assert summary["review"] in report and "| ciede2000 |" in report
+    table = artifacts[f"evaluation-{model_id}-table"].data
+    assert "ciede2000" in str(table)
 
     # A second run reuses the snapshot, trains a new model and leaves the champion alone.
-    again = retrain(source=str(fixture_photos), **SETTINGS)
+    again = retrain(source=str(fixture_photos), review=False, **SETTINGS)
     assert again["dataset"] == summary["dataset"] and again["model_id"] != model_id
     assert again["promoted"] is False and versions.champion() == model_id
+    assert again["review"] is None
     assert len(versions.list_versions()) == 4

@@ -1,0 +1,201 @@
+"""The curation dataset of a snapshot: every photo it considered, kept or dropped.
+
+`colorization-data-<snapshot id>` has one sample per considered photo (the source file),
+with `photo_id`, `kept`, `split` (kept photos) or `drop_reason`, the filters' scores
+`mean_chroma` and `hue_spread`, `sha256` and a `duplicate` tag on exact copies, and, when
+the source is COCO, `categories` and `ground_truth` boxes (pycocotools). It reads today's
+manifest (`splits.<name>.ids`, `skipped`) and the newer fields when present (`dropped`,
+`scores`, `coco`); scores missing from the manifest are computed from the photo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from colorization import coco as coco_source
+from colorization import color, paths, storage
+from colorization.constants import (
+    DEFAULT_IMAGE_SIZE,
+    EXCLUDE_TAG,
+    READ_THREADS,
+    REVIEW_DATA_PREFIX,
+)
+from colorization.review import _excluded, _fo, load, local_media
+from colorization.samples import decode_crop, filter_scores
+from colorization.shards import read_manifest
+
+logger = logging.getLogger(__name__)
+
+DUPLICATE_TAG = "duplicate"
+
+
+def snapshot_id(manifest: dict[str, Any]) -> str:
+    """The snapshot's id: the first 12 hex digits of its inputs digest (its default folder)."""
+    return str(manifest["inputs_digest"])[:12]
+
+
+def snapshot_dataset_name(snapshot: str) -> str:
+    return f"{REVIEW_DATA_PREFIX}{snapshot_id(read_manifest(snapshot))}"
+
+
+def considered(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per photo the snapshot considered: id, split or reason, scores if known."""
+    scores = manifest.get("scores", {})
+    photos = [{"id": photo, "split": name, "reason": None, "scores": scores.get(photo)}
+              for name, split in manifest["splits"].items() for photo in split["ids"]]
+    dropped = manifest.get("dropped", manifest.get("skipped", []))
+    photos += [{"id": entry["id"], "split": None, "reason": entry.get("reason"),
+                "detail": entry.get("detail", ""), "scores": entry.get("scores")}
+               for entry in dropped]
+    return photos
+
+
+def photo_scores(data: bytes, *, name: str, image_size: int) -> dict[str, float]:
+    """The filters' scores of one photo, as prepare computes them (mean chroma, hue spread)."""
+    rgb = decode_crop(data, name=name, image_size=image_size)  # uint8 [S, S, 3]
+    return filter_scores(rgb, color.srgb8_to_lab(rgb))
+
+
+def _coco_labels(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Photo id -> {"categories", "boxes" [(label, [x, y, w, h] relative)]} for COCO sources."""
+    block = manifest.get("coco")
+    if not block:
+        return {}
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(sys.stderr):  # COCO() prints progress to stdout
+        coco = COCO(storage.download(block["annotations"],
+                                     _cache("coco") / Path(block["annotations"]).name)
+                    if storage.is_remote(block["annotations"])
+                    else storage.local_path(block["annotations"]))
+    labels = {}
+    for photo, image_id in block.get("image_ids", {}).items():
+        info = coco.imgs.get(int(image_id))
+        if info is None:
+            continue
+        width, height = float(info["width"]), float(info["height"])
+        boxes = []
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=[int(image_id)])):
+            x, y, w, h = ann["bbox"]
+            boxes.append((coco.cats[ann["category_id"]]["name"],
+                          [x / width, y / height, w / width, h / height]))
+        labels[photo] = {"categories": sorted({label for label, _ in boxes}), "boxes": boxes}
+    return labels
+
+
+def _cache(kind: str) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "colorization" / kind
+
+
+def build_snapshot_dataset(snapshot: str) -> str:
+    """(Re)build `colorization-data-<snapshot id>`; returns its name. `exclude` tags given
+    in an earlier build are kept; unreadable photos are kept as samples with `readable`
+    False."""
+    manifest = read_manifest(snapshot)
+    fo = _fo()
+    name = f"{REVIEW_DATA_PREFIX}{snapshot_id(manifest)}"
+    keep = _excluded(name)
+    source = str(manifest["source"]).rstrip("/")
+    if coco_source.is_coco(source):  # the photos prepare downloaded, kept under raw/
+        source = coco_source.raw_root(coco_source.split_of(source))
+    image_size = int(manifest.get("options", {}).get("image_size", DEFAULT_IMAGE_SIZE))
+    photos = considered(manifest)
+    root = local_media(source) if storage.is_remote(source) else storage.local_path(source)
+    coco = _coco_labels(manifest)
+
+    def read(photo: dict[str, Any]) -> bytes | None:
+        try:
+            return storage.read_bytes(storage.join(source, photo["id"]))
+        except OSError as exc:
+            logger.warning("%s: cannot read (%s)", photo["id"], exc)
+            return None
+
+    samples: list[Any] = []
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        for photo, data in zip(photos, pool.map(read, photos), strict=True):
+            sample = fo.Sample(filepath=os.path.join(root, photo["id"]), photo_id=photo["id"],
+                               kept=photo["split"] is not None, split=photo["split"],
+                               drop_reason=photo["reason"], drop_detail=photo.get("detail"),
+                               readable=data is not None)
+            scores = photo["scores"]
+            if data is not None:
+                digest = hashlib.sha256(data).hexdigest()
+                sample["sha256"] = digest
+                if scores is None:
+                    with contextlib.suppress(ValueError):  # unreadable image: no scores
+                        scores = photo_scores(data, name=photo["id"], image_size=image_size)
+            for key, value in (scores or {}).items():
+                sample[key] = float(value)
+            if photo["id"] in coco:
+                sample["categories"] = coco[photo["id"]]["categories"]
+                sample["ground_truth"] = fo.Detections(detections=[
+                    fo.Detection(label=label, bounding_box=box)
+                    for label, box in coco[photo["id"]]["boxes"]])
+            if photo["id"] in keep:
+                sample.tags.append(EXCLUDE_TAG)
+            samples.append(sample)
+    _tag_duplicates(samples)
+    dataset = fo.Dataset(name, persistent=True, overwrite=True)
+    # Declared up front: a field whose values are all None (no drops, no COCO) still exists.
+    for field, kind in (("photo_id", fo.StringField), ("split", fo.StringField),
+                        ("drop_reason", fo.StringField), ("drop_detail", fo.StringField),
+                        ("kept", fo.BooleanField),
+                        ("readable", fo.BooleanField), ("sha256", fo.StringField),
+                        ("duplicate_of", fo.StringField), ("mean_chroma", fo.FloatField),
+                        ("hue_spread", fo.FloatField)):
+        dataset.add_sample_field(field, kind)
+    dataset.add_sample_field("categories", fo.ListField, subfield=fo.StringField)
+    dataset.add_sample_field("ground_truth", fo.EmbeddedDocumentField,
+                             embedded_doc_type=fo.Detections)
+    dataset.add_samples(samples)
+    dataset.info = {"kind": "snapshot", "snapshot": snapshot, "source": source,
+                    "storage_root": paths.home()}
+    dataset.save()
+    logger.info("curation dataset %s: %d photos considered", name, len(samples))
+    return name
+
+
+def _tag_duplicates(samples: list[Any]) -> None:
+    """Tag every member of a group of exact copies (same sha256); all but the first id (in
+    sorted order) point at it with `duplicate_of`."""
+    groups: dict[str, list[Any]] = {}
+    for sample in samples:
+        if sample.has_field("sha256"):
+            groups.setdefault(sample["sha256"], []).append(sample)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda member: member["photo_id"])
+        for member in members:
+            member.tags.append(DUPLICATE_TAG)
+        for member in members[1:]:
+            member["duplicate_of"] = members[0]["photo_id"]
+
+
+def snapshot_summary(name: str) -> dict[str, Any]:
+    """Name, sample count, kept per split, dropped per reason, duplicates, and per photo its
+    split or drop reason."""
+    dataset = load(name)
+    photos = {photo: split or reason for photo, split, reason in zip(
+        dataset.values("photo_id"), dataset.values("split"), dataset.values("drop_reason"),
+        strict=True)}
+    kept: dict[str, int] = {}
+    dropped: dict[str, int] = {}
+    for split, reason in zip(dataset.values("split"), dataset.values("drop_reason"),
+                             strict=True):
+        if split:
+            kept[split] = kept.get(split, 0) + 1
+        else:
+            dropped[str(reason)] = dropped.get(str(reason), 0) + 1
+    return {"name": name, "samples": len(dataset), "kept": kept, "dropped": dropped,
+            "duplicates": len(dataset.match_tags(DUPLICATE_TAG)),
+            "exclude": sorted(dataset.match_tags(EXCLUDE_TAG).distinct("photo_id")),
+            "photos": photos}
