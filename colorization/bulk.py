@@ -113,8 +113,8 @@ class BulkReport:
 
 
 def new_run_id() -> str:
-    """Sortable, unique: `<UTC time>-<random>`."""
-    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
+    """Sortable, unique: `<UTC time to the microsecond>-<random>`."""
+    return f"{bulk_manifest.now().replace(':', '').replace('.', '-')}-{secrets.token_hex(3)}"
 
 
 def resolve_model(model: str | None, *, models_root: str | None = None) -> tuple[str, str]:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import IO, Any
 
 from colorization import storage
@@ -64,7 +64,8 @@ def manifest_prefix(destination: str) -> str:
 
 
 def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """UTC time to the microsecond: orders the records of runs that follow each other fast."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def read_records(destination: str) -> list[Record]:
