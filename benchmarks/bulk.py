@@ -106,7 +106,7 @@ def forward_rate(precision: str, photos: list[Path]) -> float:
     return FORWARD_BATCH * FORWARD_BATCHES / (time.perf_counter() - started)
 
 
-def mean_delta_e(photos: list[Path]) -> float:
+def mean_delta_e(photos: list[Path], model: str = "bench") -> float:
     """Mean CIEDE2000 between default-precision and fp32 full-resolution outputs."""
     from colorization.inference import Colorizer
 
@@ -114,8 +114,8 @@ def mean_delta_e(photos: list[Path]) -> float:
     for path in photos[:DELTA_E_PHOTOS]:
         with Image.open(path) as img:
             images.append(img.convert("L"))
-    default = Colorizer.load("bench", device="auto").colorize(images)
-    fp32 = Colorizer.load("bench", device="auto", precision="fp32").colorize(images)
+    default = Colorizer.load(model, device="auto").colorize(images)
+    fp32 = Colorizer.load(model, device="auto", precision="fp32").colorize(images)
     lab = [(rgb2lab(np.asarray(a) / 255), rgb2lab(np.asarray(b) / 255))
            for a, b in zip(default, fp32, strict=True)]
     chroma = np.mean([np.hypot(b[..., 1], b[..., 2]).mean() for _, b in lab])
@@ -160,6 +160,8 @@ def main() -> dict[str, float]:
     parser.add_argument("--photos", type=int, default=200, help="photos for (a)-(c)")
     parser.add_argument("--memory-photos", type=int, default=MEMORY_PHOTOS,
                         help="photos of the second bulk run (peak RSS)")
+    parser.add_argument("--trained-model", help="URL of a trained model version: also "
+                        "report its bf16-vs-fp32 colour difference (e.g. the demo's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
         os.environ["COLORIZATION_HOME"] = tmp
@@ -176,6 +178,9 @@ def main() -> dict[str, float]:
         figures["forward_ips"] = round(forward_rate("auto", small), 2)
         figures["forward_fp32_ips"] = round(forward_rate("fp32", small), 2)
         figures["mean_ciede2000_vs_fp32"] = round(mean_delta_e(small), 4)
+        if args.trained_model:
+            figures["mean_ciede2000_vs_fp32_trained"] = round(
+                mean_delta_e(small, args.trained_model), 4)
         link_inputs(small, Path(tmp) / "in")
         bulk = bulk_run(Path(tmp) / "in", Path(tmp) / "out")
         figures["bulk_ips"] = round(args.photos / bulk["seconds"], 2)

@@ -131,6 +131,9 @@ def plan_bucket(source: str, destination: str, *, model: str | None = None,
     given and none is promoted.
     """
     config = config or BulkConfig()
+    if source.rstrip("/") == destination.rstrip("/"):
+        raise ValueError(f"{destination}: the output prefix must differ from the input "
+                         "prefix (inputs are never overwritten)")
     model_url, model_id = resolve_model(model, models_root=models_root)
     plan = Plan(source, destination, model_url, model_id)
     removed = storage.remove_stale_temp_files(destination)

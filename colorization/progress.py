@@ -32,14 +32,14 @@ class BulkProgress:
         self._failed = 0
 
     def __enter__(self) -> BulkProgress:
-        self._progress.start()
-        return self
+        return self  # the bar appears once the plan is known (nothing on a planning error)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._progress.stop()
 
     def start(self, plan: Plan) -> None:
+        self._progress.start()
         self._task = self._progress.add_task("bulk", total=len(plan.todo), rate=0.0, failed=0)
 
     def advance(self, outcome: Outcome) -> None:

@@ -134,6 +134,22 @@ def test_output_inside_the_input_prefix_is_not_read_back(tiny_home, tmp_path):
     assert again.done == 0 and again.skipped == len(VALID)
 
 
+def test_output_over_the_input_and_a_missing_input_are_one_line_errors(tiny_home, tmp_path,
+                                                                       capsys):
+    source = tmp_path / "archive"
+    make_archive(str(source))
+    before = digests(str(source))
+    assert main(["bucket", str(source), str(source) + "/", "--model", tiny_home]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"colorize: error: {source}/: the output prefix must differ from the input prefix "
+        "(inputs are never overwritten)")
+    assert digests(str(source)) == before
+    assert main(["bucket", str(tmp_path / "nowhere"), str(tmp_path / "out"),
+                 "--model", tiny_home]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"colorize: error: {tmp_path / 'nowhere'}: No such folder", err
+
+
 def test_sigkill_mid_run_then_rerun_leaves_one_output_and_record_each(tiny_home, tmp_path):
     source, out = tmp_path / "in", tmp_path / "out"
     photos = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
