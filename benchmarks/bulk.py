@@ -36,6 +36,7 @@ from PIL import Image
 from skimage.color import deltaE_ciede2000, lab2rgb, rgb2lab
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package, even beside an installed one
 DATA = ROOT.parent / "shared" / "data"
 RENDER = 256
 FORWARD_BATCH, FORWARD_BATCHES = 8, 6
