@@ -150,22 +150,28 @@ def test_output_over_the_input_and_a_missing_input_are_one_line_errors(tiny_home
     assert err[-1] == f"colorize: error: {tmp_path / 'nowhere'}: No such folder", err
 
 
-def test_sigkill_mid_run_then_rerun_leaves_one_output_and_record_each(tiny_home, tmp_path):
-    source, out = tmp_path / "in", tmp_path / "out"
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_sigkill_mid_run_then_rerun_leaves_one_output_and_record_each(where, tiny_home, tmp_path,
+                                                                     request):
+    base = request.getfixturevalue("s3_bucket") if where == "s3" else str(tmp_path)
+    source, out = storage.join(base, "in"), storage.join(base, "out")
     photos = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
-    source.mkdir()
-    for index in range(60):  # enough work that the kill lands mid-run
+    names = [f"photo {index:03d}.png" for index in range(60)]
+    for index, name in enumerate(names):  # enough work that the kill lands mid-run
         with Image.open(photos[index % len(photos)]) as img:
-            img.convert("L").resize((384, 256)).save(source / f"photo {index:03d}.png")
+            buffer = io.BytesIO()
+            img.convert("L").resize((384, 256)).save(buffer, format="PNG")
+        storage.write_bytes(storage.join(source, name), buffer.getvalue())
+    # As a user runs it: the environment (S3 endpoint, storage root) is inherited.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    command = [sys.executable, "-m", "colorization.cli", "bucket", str(source), str(out),
+    command = [sys.executable, "-m", "colorization.cli", "bucket", source, out,
                "--model", tiny_home, "--batch-size", "2", "--workers", "1"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            if len(bulk_manifest.read_records(str(out))) >= 3:
+            if len(bulk_manifest.read_records(out)) >= 3:
                 break
             time.sleep(0.02)
         assert process.poll() is None, "the run ended before it could be killed"
@@ -173,16 +179,15 @@ def test_sigkill_mid_run_then_rerun_leaves_one_output_and_record_each(tiny_home,
     finally:
         process.kill()
         process.wait()
-    killed_at = len(bulk_manifest.read_records(str(out)))
+    killed_at = len(bulk_manifest.read_records(out))
     assert 3 <= killed_at < 60
 
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    records = bulk_manifest.read_records(str(out))
-    assert Counter(r.key for r in records if r.status == "done") == Counter(
-        f"photo {i:03d}.png" for i in range(60))
+    records = bulk_manifest.read_records(out)
+    assert Counter(r.key for r in records if r.status == "done") == Counter(names)
     assert len(records) == 60  # the rerun recorded only what the killed run had not
-    files = [p for p in out.rglob("*") if p.is_file()]
-    assert sorted(p.name for p in files if "_manifest" not in p.parts) == sorted(
-        f"photo {i:03d}.png" for i in range(60))
-    assert not [p for p in files if p.name.endswith(".tmp")]  # no half-written file left
+    outputs = [storage.relative_key(url, out) for url in storage.list_files(out)]
+    assert sorted(k for k in outputs if not k.startswith("_manifest/")) == names
+    if where == "folder":  # no half-written file left (an S3 PUT is atomic)
+        assert not [p for p in Path(out).rglob("*") if p.name.endswith(".tmp")]
