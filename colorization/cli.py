@@ -22,6 +22,8 @@ from colorization.constants import (
     DEFAULT_EVAL_SPLIT,
     DEFAULT_IMAGE_SIZE,
     DEFAULT_INFERENCE_BATCH,
+    DEFAULT_INFERENCE_PRECISION,
+    DEFAULT_IO_WORKERS,
     DEFAULT_PRECISION,
     DEFAULT_REVIEW_PORT,
     DEFAULT_SAMPLE_SIZE,
@@ -30,6 +32,8 @@ from colorization.constants import (
     DEFAULT_STAGE,
     DEFAULT_VAL_FRACTION,
     EXCLUDE_TAG,
+    MAX_INPUT_PIXELS,
+    OUTPUT_JPEG_QUALITY,
 )
 from colorization.devices import DEVICE_CHOICES, PRECISION_CHOICES, check_device_name
 from colorization.models import (
@@ -52,7 +56,10 @@ def cmd_images(args: argparse.Namespace) -> int:
 
     report = colorize_paths(args.paths, out=args.out, model=args.model,
                             batch_size=args.batch_size, device=args.device,
-                            precision=args.precision, overwrite=args.overwrite)
+                            precision=args.precision, overwrite=args.overwrite,
+                            output_format=args.format, jpeg_quality=args.jpeg_quality,
+                            workers=args.workers, render_size=args.render_size,
+                            max_pixels=args.max_pixels)
     print(f"wrote {len(report.written)} images to {args.out} in {report.seconds:.1f} s; "
           f"kept {len(report.skipped_existing)} existing; {len(report.failed)} failed")
     for source, error in report.failed.items():
@@ -234,6 +241,50 @@ def cmd_curate_export(args: argparse.Namespace) -> int:
     print(f"exported {len(ids)} photo ids tagged {EXCLUDE_TAG!r}", file=sys.stderr)
     print(url)
     return 0
+# ---- Bulk colorization (issue 8): `colorize bucket`, inference options --------------------
+def cmd_bucket(args: argparse.Namespace) -> int:
+    from colorization.bulk import BulkConfig, colorize_bucket
+    from colorization.progress import BulkProgress
+
+    config = BulkConfig(batch_size=args.batch_size, workers=args.workers, device=args.device,
+                        precision=args.precision, render_size=args.render_size,
+                        output_format=args.format, jpeg_quality=args.jpeg_quality,
+                        max_pixels=args.max_pixels, retry_failed=args.retry_failed)
+    with BulkProgress() as progress:
+        report = colorize_bucket(args.source, args.destination, model=args.model,
+                                 config=config, on_plan=progress.start,
+                                 on_outcome=progress.advance)
+    rate = report.done / report.seconds if report.seconds else 0.0
+    print(f"model {report.model_id}: done {report.done} ({rate:.1f} images/s), "
+          f"skipped {report.skipped} (done before), failed {len(report.failed)}, "
+          f"failed before {len(report.failed_before)} (not retried), "
+          f"ignored {len(report.ignored)} (not images); {report.seconds:.1f} s")
+    for key, error in {**report.failed_before, **report.failed}.items():
+        print(f"  failed: {key}: {error}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
+    from colorization.imagefiles import OUTPUT_FORMATS
+
+    parser.add_argument("--workers", type=int, default=DEFAULT_IO_WORKERS,
+                        help="threads that decode ahead of the model (and as many that "
+                        "encode behind it)")
+    parser.add_argument("--format", choices=sorted(OUTPUT_FORMATS),
+                        help="output format (default: the input's own)")
+    parser.add_argument("--jpeg-quality", type=int, default=OUTPUT_JPEG_QUALITY,
+                        help="quality of JPEG and WebP outputs, 1-100")
+    parser.add_argument("--render-size", type=int,
+                        help="side the model sees, in pixels (default: its training size)")
+    parser.add_argument("--max-pixels", type=int, default=MAX_INPUT_PIXELS,
+                        help="refuse larger images from their header, before decoding")
+    parser.add_argument("--device", type=_device, default=DEFAULT_DEVICE,
+                        metavar="{" + ",".join(DEVICE_CHOICES) + ",cuda:N}",
+                        help="where to run; auto is CUDA when present, else the CPU")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES,
+                        default=DEFAULT_INFERENCE_PRECISION,
+                        help="auto is bf16 + channels_last on GPUs and on CPUs with native "
+                        "bf16 (measured faster, same colours), else fp32")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -327,7 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="photos per forward pass")
     images.add_argument("--overwrite", action="store_true",
                         help="redo outputs that already exist")
-    _add_compute_options(images)
+    _add_inference_options(images)
+
+    bucket = add("bucket", cmd_bucket, "colorize every image under a prefix into another, "
+                 "exactly once (a manifest records each input; reruns do only new work)")
+    bucket.add_argument("source", metavar="IN", help="input folder or s3:// prefix (only read)")
+    bucket.add_argument("destination", metavar="OUT", help="output folder or s3:// prefix")
+    bucket.add_argument("--model", help="model id or version folder (default: the champion)")
+    bucket.add_argument("--batch-size", type=int, default=DEFAULT_INFERENCE_BATCH,
+                        help="photos per forward pass")
+    bucket.add_argument("--retry-failed", action="store_true",
+                        help="retry inputs recorded as bad files (same file, same model)")
+    _add_inference_options(bucket)
 
     prepare = add("prepare", cmd_prepare, "colour photos -> a Lab-shard dataset snapshot")
     prepare.add_argument("source", help="folder or s3:// prefix of colour photos, or "

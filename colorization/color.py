@@ -83,6 +83,11 @@ def load_image(data: bytes, *, name: str = "<bytes>",
         raise ValueError(f"{name}: not a readable image ({exc})") from exc
 
 
+def to_8_bit_gray(img: Image.Image) -> Image.Image:
+    """Grey deeper than 8 bits ('I;16*', 'I', 'F') -> 8-bit 'L', scaled, never clipped."""
+    return _deep_gray_to_8_bit(img)
+
+
 def _deep_gray_to_8_bit(img: Image.Image) -> Image.Image:
     """Grey deeper than 8 bits -> 8-bit 'L'; Pillow's own convert would clip at 255.
 
@@ -130,11 +135,13 @@ def encode_image(img: Image.Image, *, suffix: str, quality: int) -> bytes:
 _SRGB8_TO_LINEAR = np.where(
     (levels := np.arange(256, dtype=np.float64) / 255.0) <= 0.04045,
     levels / 12.92, ((levels + 0.055) / 1.055) ** 2.4).astype(np.float32)  # [256]
-# XYZ from linear sRGB (rows X, Y, Z), each row divided by the D65 white (0.95047, 1, 1.08883).
-_XYZ_FROM_LINEAR = (np.array([[0.412453, 0.357580, 0.180423],
-                              [0.212671, 0.715160, 0.072169],
-                              [0.019334, 0.119193, 0.950227]])
-                    / np.array([[0.95047], [1.0], [1.08883]])).astype(np.float32)
+# XYZ from linear sRGB (rows X, Y, Z), as scikit-image; and the D65 white point.
+_SRGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423],
+                         [0.212671, 0.715160, 0.072169],
+                         [0.019334, 0.119193, 0.950227]], dtype=np.float64)
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883], dtype=np.float32)
+# Each row divided by the white's component: XYZ / white from linear sRGB.
+_XYZ_FROM_LINEAR = (_SRGB_TO_XYZ / _D65_WHITE[:, None]).astype(np.float32)
 
 
 def srgb8_to_linear(rgb: np.ndarray) -> np.ndarray:
@@ -161,3 +168,75 @@ def srgb8_to_lab(rgb: np.ndarray) -> np.ndarray:
     fx, fy, fz = f[..., 0, :, :], f[..., 1, :, :], f[..., 2, :, :]
     return np.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)],
                     axis=-3).astype(np.float32, copy=False)
+
+
+# --- Full-resolution Lab in numpy ----------------------------------------------------------
+# Bulk inference converts every pixel of every photo twice (RGB -> L, then L + ab -> RGB).
+# These float32 numpy versions run in I/O threads beside the model without touching torch's
+# thread pool (torch ops called from several threads would each spawn an OpenMP team and
+# oversubscribe the cores); they follow scikit-image's formulas (D65, sRGB companding).
+_XYZ_TO_SRGB = np.linalg.inv(_SRGB_TO_XYZ).astype(np.float32)
+_LAB_EPSILON = 6.0 / 29.0
+_LINEAR_LEVELS = 65_536  # LUT resolution of the linear -> sRGB companding (< 0.05 8-bit levels)
+
+
+# 8-bit sRGB code -> linear light, and linear light (quantised) -> 8-bit sRGB code.
+_LINEAR_OF_CODE = _SRGB8_TO_LINEAR
+_linear_grid = np.linspace(0.0, 1.0, _LINEAR_LEVELS, dtype=np.float64)
+_CODE_OF_LINEAR = np.rint(255.0 * np.where(
+    _linear_grid <= 0.0031308, 12.92 * _linear_grid,
+    1.055 * _linear_grid ** (1 / 2.4) - 0.055)).clip(0, 255).astype(np.uint8)
+del _linear_grid
+
+
+def _lab_f(t: np.ndarray) -> np.ndarray:
+    return np.where(t > _LAB_EPSILON ** 3, np.cbrt(t), t / (3 * _LAB_EPSILON ** 2) + 4.0 / 29.0)
+
+
+# L* of each grey level (R = G = B), the common case of black-and-white scans; and of
+# luminance Y quantised to _LINEAR_LEVELS steps (< 0.02 L* units off).
+_L_OF_GREY = (116.0 * _lab_f(_LINEAR_OF_CODE.astype(np.float64)) - 16.0).astype(np.float32)
+_L_OF_LUMINANCE = (116.0 * _lab_f(np.linspace(0.0, 1.0, _LINEAR_LEVELS)) - 16.0).astype(
+    np.float32)
+# Y = sum of the weighted linear channels; one 256-entry table per channel, scaled to indices.
+_Y_INDEX_OF_CODE = [(_LINEAR_OF_CODE * np.float32(weight * (_LINEAR_LEVELS - 1)))
+                    for weight in _SRGB_TO_XYZ[1]]
+
+
+def srgb8_to_lightness(rgb: np.ndarray) -> np.ndarray:
+    """uint8 sRGB [H, W, 3] (or grey [H, W]) -> CIE L* in [0, 100], float32 [H, W]."""
+    if rgb.ndim == 2:
+        return _L_OF_GREY[rgb]
+    index = _Y_INDEX_OF_CODE[0][rgb[..., 0]]
+    index += _Y_INDEX_OF_CODE[1][rgb[..., 1]]
+    index += _Y_INDEX_OF_CODE[2][rgb[..., 2]]
+    index += 0.5
+    return _L_OF_LUMINANCE[index.astype(np.int32).clip(0, _LINEAR_LEVELS - 1)]
+
+
+def _f_inverse_inplace(t: np.ndarray) -> np.ndarray:
+    linear = (t - np.float32(4.0 / 29.0)) * np.float32(3 * _LAB_EPSILON ** 2)
+    cube = t * t
+    cube *= t
+    return np.where(t > _LAB_EPSILON, cube, linear)
+
+
+def lab_to_srgb8(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """L* [H, W] and a*b* [2, H, W] (Lab units), float32 -> uint8 sRGB [H, W, 3].
+
+    As scikit-image's lab2rgb: a negative f(Z) is clipped to 0, out-of-gamut RGB clips.
+    """
+    fy = (lightness + np.float32(16.0)) * np.float32(1 / 116.0)
+    x = _f_inverse_inplace(fy + ab[0] * np.float32(1 / 500.0)) * _D65_WHITE[0]
+    z = _f_inverse_inplace(np.maximum(fy - ab[1] * np.float32(1 / 200.0), 0.0)) * _D65_WHITE[2]
+    y = _f_inverse_inplace(fy)
+    out = np.empty((*lightness.shape, 3), dtype=np.uint8)
+    top = np.float32(_LINEAR_LEVELS - 1)
+    for channel, (mx, my, mz) in enumerate(_XYZ_TO_SRGB):
+        linear = x * (mx * top)
+        linear += y * (my * top)
+        linear += z * (mz * top)
+        np.clip(linear, 0.0, top, out=linear)
+        linear += 0.5
+        out[..., channel] = _CODE_OF_LINEAR[linear.astype(np.int32)]
+    return out

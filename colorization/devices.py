@@ -16,7 +16,11 @@ from pathlib import Path
 
 import torch
 
-from colorization.constants import DEFAULT_DEVICE, DEFAULT_PRECISION
+from colorization.constants import (
+    DEFAULT_DEVICE,
+    DEFAULT_INFERENCE_PRECISION,
+    DEFAULT_PRECISION,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +99,32 @@ def select_precision(name: str = DEFAULT_PRECISION, *, device: torch.device) -> 
     if name == "bf16" and not supports_bf16(device):
         logger.warning("bf16 was asked for, but %s has no native bf16: it will be slow", device)
     return PRECISIONS[name]
+
+
+# ---- Inference policy (issue 8) -----------------------------------------------------------
+@dataclass(frozen=True)
+class InferencePolicy:
+    """How a trained generator runs for inference: precision and memory layout."""
+
+    precision: Precision
+    channels_last: bool
+
+
+def select_inference_policy(name: str = DEFAULT_INFERENCE_PRECISION, *,
+                            device: torch.device) -> InferencePolicy:
+    """'auto': bf16 + channels_last on GPUs with bf16 and on CPUs with native bf16 (measured
+    faster, and colours within mean CIEDE2000 0.5 of fp32 on real photos: README), fp16 on
+    older GPUs, fp32 (channels_last) elsewhere. A named precision is used as asked.
+
+    Training keeps its own default (`select_precision`): this policy is inference only.
+    """
+    if name == "auto":
+        if device.type == "cuda":
+            precision = PRECISIONS["bf16" if supports_bf16(device) else "fp16"]
+        else:
+            precision = PRECISIONS["bf16" if supports_bf16(device) else "fp32"]
+        return InferencePolicy(precision, channels_last=True)
+    return InferencePolicy(select_precision(name, device=device), channels_last=True)
 
 
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:

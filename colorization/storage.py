@@ -52,6 +52,7 @@ class Backend(Protocol):
     remote: bool
 
     def list_files(self, prefix: str) -> list[str]: ...
+    def list_infos(self, prefix: str) -> list[FileInfo]: ...
     def read_bytes(self, url: str) -> bytes: ...
     def write_bytes(self, url: str, data: bytes) -> None: ...
     def exists(self, url: str) -> bool: ...
@@ -121,6 +122,9 @@ class LocalBackend:
                     rel = Path(dirpath, name).relative_to(root).as_posix()
                     urls.append(join(prefix, encode(rel)))
         return urls
+
+    def list_infos(self, prefix: str) -> list[FileInfo]:
+        return [self.stat(url) for url in self.list_files(prefix)]
 
     def read_bytes(self, url: str) -> bytes:
         with self._named(url):
@@ -228,17 +232,21 @@ class S3Backend:
     remote = True
 
     def list_files(self, prefix: str) -> list[str]:
+        return [info.url for info in self.list_infos(prefix)]
+
+    def list_infos(self, prefix: str) -> list[FileInfo]:
         bucket, key = _split_s3(prefix, need_key=False)
         # A prefix is a folder: s3://b/photos must not match photos2/...
         folder = key.rstrip("/") + "/" if key.strip("/") else ""
-        urls: list[str] = []
+        infos: list[FileInfo] = []
         with _s3_errors(prefix):
             paginator = s3_client().get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=folder):
                 # Keys ending in "/" are folder markers made by consoles, not files.
-                keys = (o["Key"] for o in page.get("Contents", ()))
-                urls.extend(f"s3://{bucket}/{k}" for k in keys if not k.endswith("/"))
-        return urls
+                infos.extend(FileInfo(url=f"s3://{bucket}/{o['Key']}", size=int(o["Size"]),
+                                      version=o["ETag"].strip('"'))
+                             for o in page.get("Contents", ()) if not o["Key"].endswith("/"))
+        return infos
 
     def read_bytes(self, url: str) -> bytes:
         bucket, key = _split_s3(url)
@@ -332,6 +340,24 @@ def list_files(prefix: str, *, suffixes: tuple[str, ...] | None = None) -> list[
         wanted = tuple(s.lower() for s in suffixes)
         urls = [u for u in urls if u.lower().endswith(wanted)]
     return sorted(urls)
+
+
+def list_infos(prefix: str) -> list[FileInfo]:
+    """Like `list_files` (no filter), with each file's size and version, sorted by URL; S3
+    takes them from the listing itself (no request per object)."""
+    return sorted(_backend(prefix).list_infos(prefix), key=lambda info: info.url)
+
+
+def remove_stale_temp_files(prefix: str) -> int:
+    """Deletes the hidden temp files that killed local writes left under a folder; returns
+    how many. Object stores need none (a PUT is atomic). Only for folders one job writes."""
+    if is_remote(prefix) or not os.path.isdir(local_path(prefix)):
+        return 0
+    stale = [p for p in Path(local_path(prefix)).rglob(f".*{_TMP_SUFFIX}") if p.is_file()]
+    for path in stale:
+        with suppress(FileNotFoundError):
+            path.unlink()
+    return len(stale)
 
 
 def read_bytes(url: str) -> bytes:

@@ -51,6 +51,9 @@ class HttpBackend:
     def list_files(self, prefix: str) -> list[str]:
         raise StorageError(f"{prefix}: cannot list files over HTTP; name them instead")
 
+    def list_infos(self, prefix: str) -> list[FileInfo]:
+        return [self.stat(url) for url in self.list_files(prefix)]  # raises: no listing
+
     def read_bytes(self, url: str) -> bytes:
         with self._open(url) as response:
             expected = response.headers.get("Content-Length")

@@ -94,7 +94,7 @@ def test_a_text_file_is_one_clear_line_and_a_nonzero_exit(tmp_path):
     assert done.returncode == 2, done
     lines = done.stderr.strip().splitlines()
     assert lines == [f"colorize: error: {notes}: not an image file "
-                     "(expected .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp)"], done.stderr
+                     "(expected .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .gif)"], done.stderr
     assert not (tmp_path / "x").exists()
 
 
@@ -104,7 +104,7 @@ def test_an_s3_prefix_holding_only_a_text_file_is_a_clear_error(s3_bucket, capsy
     assert main(["images", prefix, "--out", storage.join(s3_bucket, "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"colorize: error: {prefix}: no image files found "
-                   "(looked for .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp)"]
+                   "(looked for .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .gif)"]
     text_object = storage.join(prefix, "notes.txt")
     assert main(["images", text_object, "--out", storage.join(s3_bucket, "out")]) == 2
     assert "notes.txt: not an image file" in capsys.readouterr().err

@@ -58,3 +58,30 @@ def test_autocast_runs_matmuls_in_the_chosen_dtype():
         assert layer(x).dtype == torch.bfloat16
     with devices.autocast(cpu, devices.PRECISIONS["fp32"]):
         assert layer(x).dtype == torch.float32
+
+
+def test_inference_auto_is_bf16_channels_last_where_bf16_is_native(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(devices, "supports_bf16", lambda device: True)
+    for device in (cpu, cuda):
+        policy = devices.select_inference_policy("auto", device=device)
+        assert (policy.precision.name, policy.channels_last) == ("bf16", True)
+    assert devices.select_precision("auto", device=cpu).name == "fp32"  # training unchanged
+    monkeypatch.setattr(devices, "supports_bf16", lambda device: False)
+    assert devices.select_inference_policy("auto", device=cpu).precision.name == "fp32"
+    assert devices.select_inference_policy("auto", device=cuda).precision.name == "fp16"
+    assert devices.select_inference_policy("fp32", device=cuda).precision.name == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        devices.select_inference_policy("fp8", device=cpu)
+
+
+def test_colorizer_runs_bf16_weights_channels_last_and_fp32_on_request(tiny_model):
+    from colorization.inference import Colorizer
+
+    models_root, model_id = tiny_model
+    fast = Colorizer.load(model_id, models_root=models_root, device="cpu", precision="bf16")
+    exact = Colorizer.load(model_id, models_root=models_root, device="cpu", precision="fp32")
+    assert next(fast.generator.parameters()).dtype == torch.bfloat16
+    assert next(exact.generator.parameters()).dtype == torch.float32
+    conv = next(m for m in fast.generator.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)

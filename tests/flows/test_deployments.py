@@ -26,3 +26,13 @@ def test_deployments_load_their_flows_and_parameters(monkeypatch):
     assert "schedule" not in weekly  # the deprecated single-schedule key
     # The source is templated from the environment at deploy time, never hard-coded.
     assert weekly["parameters"]["source"] == "{{ $COLORIZATION_SOURCE }}"
+
+
+def test_colorize_bucket_runs_every_15_minutes_over_templated_prefixes():
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    bucket = next(d for d in config["deployments"] if d["name"] == "colorize-bucket")
+    assert bucket["entrypoint"] == "flows/colorize_bucket.py:colorize_bucket"
+    assert bucket["schedules"][0]["interval"] == 900
+    assert bucket["concurrency_limit"] == 1
+    assert bucket["parameters"]["source"] == "{{ $COLORIZATION_INCOMING }}"
+    assert bucket["parameters"]["destination"] == "{{ $COLORIZATION_COLORIZED }}"
