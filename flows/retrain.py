@@ -16,7 +16,7 @@ from colorization.constants import (
     DEFAULT_SAMPLE_SIZE,
     DEFAULT_SEED,
 )
-from colorization.models import DEFAULT_GENERATOR
+from colorization.models import AUTO_GENERATOR
 from flows.evaluate import evaluate
 from flows.prepare_data import prepare_data
 from flows.train import train
@@ -33,20 +33,22 @@ def retrain(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     image_size: int = DEFAULT_IMAGE_SIZE,
     seed: int = DEFAULT_SEED,
-    generator: str = DEFAULT_GENERATOR,
+    generator: str = AUTO_GENERATOR,
     generator_options: dict[str, Any] | None = None,
     pretrain_epochs: int = DEFAULT_EPOCHS,
     gan_epochs: int = DEFAULT_EPOCHS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str = DEFAULT_DEVICE,
     precision: str = DEFAULT_PRECISION,
+    nproc: int = 1,
 ) -> dict[str, Any]:
     """The whole chain; returns dataset, model id, metrics and whether it was promoted."""
     dataset = prepare_data(source=source, sample_size=sample_size, image_size=image_size,
                            seed=seed)
     trained = train(dataset=dataset, generator=generator, generator_options=generator_options,
                     pretrain_epochs=pretrain_epochs, gan_epochs=gan_epochs,
-                    batch_size=batch_size, device=device, precision=precision, seed=seed)
+                    batch_size=batch_size, device=device, precision=precision, seed=seed,
+                    nproc=nproc)
     model_id = trained["model_id"]
     metrics = evaluate(model=model_id, dataset=dataset, device=device, precision=precision)
     promoted = promote_if_none_task(model_id)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from prefect.artifacts import Artifact
 from support import TINY_GENERATOR
 
 from colorization import versions
@@ -24,6 +27,12 @@ def test_retrain_chains_the_stages_and_promotes_the_first_model(prefect_api, fix
     assert card["parent"] == pretrain["model_id"] and card["stage"] == "gan"
     assert card["metrics"] == summary["metrics"] and card["metrics"]["images"] == 8
     assert card["dataset"] == summary["dataset"]
+    # Each stage published its losses and pictures as artifacts of the flow run.
+    losses = Artifact.get("gan-losses")
+    assert losses is not None and json.loads(losses.data)[0]["epoch"] == 1
+    assert {"D_real", "D_fake", "G_GAN", "G_L1"} <= set(json.loads(losses.data)[0])
+    pictures = Artifact.get("pretrain-pictures")
+    assert pictures is not None and pictures.data.count("data:image/png;base64,") == 2
 
     # A second run reuses the snapshot, trains a new model and leaves the champion alone.
     again = retrain(source=str(fixture_photos), **SETTINGS)
