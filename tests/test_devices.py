@@ -58,3 +58,18 @@ def test_autocast_runs_matmuls_in_the_chosen_dtype():
         assert layer(x).dtype == torch.bfloat16
     with devices.autocast(cpu, devices.PRECISIONS["fp32"]):
         assert layer(x).dtype == torch.float32
+
+
+def test_training_auto_precision_is_bf16_on_cpus_with_native_bf16(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: True)
+    bf16 = devices.select_training_precision("auto", device=cpu)
+    assert bf16.name == "bf16" and devices.memory_format(bf16) == torch.channels_last
+    # Inference's 'auto' (issue 8's) is untouched; an explicit name always wins.
+    assert devices.select_precision("auto", device=cpu).name == "fp32"
+    assert devices.select_training_precision("fp32", device=cpu).name == "fp32"
+    assert devices.memory_format(devices.PRECISIONS["fp32"]) == torch.contiguous_format
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: False)
+    assert devices.select_training_precision("auto", device=cpu).name == "fp32"
+    monkeypatch.setattr(devices, "supports_bf16", lambda device: False)
+    assert devices.select_training_precision("auto", device=cuda).name == "fp16"
