@@ -13,7 +13,7 @@ half the ground truth's. Last line: one JSON object; `ratio` = baseline CIEDE200
 model's (above 1: closer to the true colours than gray).
 
     python benchmarks/quality_cpu.py                 # the full recipe (about 35 minutes)
-    python benchmarks/quality_cpu.py --minutes 6     # a shortened run of the same recipe
+    python benchmarks/quality_cpu.py --minutes 6 --sample-size 400   # a shortened run
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--source", default=str(ROOT.parent / "shared" / "data"),
                         help="folder of colour photos")
     parser.add_argument("--image-size", type=int, default=128, help="crop side in pixels")
+    parser.add_argument("--sample-size", type=int, default=10_000,
+                        help="photos to use (all 1,337 by default; fewer for a quick look)")
     parser.add_argument("--generator", default="unet_128", help="registered generator")
     parser.add_argument("--options", type=json.loads, default={}, help="generator options")
     parser.add_argument("--batch-size", type=int, default=16, help="photos per step")
@@ -109,8 +111,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
     figures: dict[str, Any] = {"loadavg_start": loadavg(), "generator": args.generator,
                                "image_size": args.image_size, "batch_size": args.batch_size,
-                               "budget_minutes": args.minutes}
-    dataset = prepare_dataset(PrepareConfig(source=args.source, image_size=args.image_size))
+                               "budget_minutes": args.minutes,
+                               "sample_size": args.sample_size}
+    dataset = prepare_dataset(PrepareConfig(source=args.source, image_size=args.image_size,
+                                            sample_size=args.sample_size))
     n_train = read_manifest(dataset)["splits"]["train"]["count"]
     spec = ModelSpec(args.generator, args.options)
     budget = args.minutes * 60

@@ -68,7 +68,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from colorization.train import TrainConfig, train_stage_ddp
+    from colorization.torchrun import train_stage_ddp
+    from colorization.train import TrainConfig
 
     config = TrainConfig(stage=args.stage, generator=ModelSpec(args.generator, args.options),
                          discriminator=ModelSpec(args.discriminator), epochs=args.epochs,
@@ -245,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
                        default=DEFAULT_DISCRIMINATOR, help="registered discriminator (gan)")
     _add_model_options(train)
     _add_train_options(train)
+    for action in train._actions:  # training's own 'auto' (bf16 on CPUs that have it)
+        if action.dest == "precision":
+            action.help = ("numeric precision; auto is bf16 + channels_last where the "
+                           "processor has bf16 (CPUs with AVX512-BF16/AMX, Ampere+ GPUs), "
+                           "fp16 on older GPUs, else fp32")
 
     evaluate = add("evaluate", cmd_evaluate, "metrics of a model on a dataset split")
     evaluate.add_argument("model", help="model id or version folder")

@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 from colorization import color
+from colorization.constants import GRID_PHOTOS
+from colorization.data import LoaderConfig, make_loader
 
 # Loss names used in logs, history and plots (pix2pix's names).
 LOSS_NAMES = ("D_real", "D_fake", "G_GAN", "G_L1")
@@ -60,3 +62,25 @@ def grid_png(l_norm: torch.Tensor, pred_ab: torch.Tensor, true_ab: torch.Tensor)
     Image.fromarray((picture.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5)
                     .astype("uint8")).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def fixed_val_photos(dataset: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The first GRID_PHOTOS validation photos, unshuffled and unflipped: the same every
+    epoch and every run of a dataset."""
+    try:
+        loader = make_loader(dataset, "val", LoaderConfig(
+            batch_size=GRID_PHOTOS, shuffle=False, augment=False))
+    except ValueError:  # a snapshot without a val split: no grid
+        return None
+    with torch.random.fork_rng(devices=[]):  # reading the grid must not move the RNG
+        return next(iter(loader), None)
+
+
+def progress_bar(show: bool, description: str, total: int, done: int) -> Any:
+    """tqdm on rank 0's terminal: images done, rate and ETA within the epoch."""
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=description, unit="img", leave=False,
+                disable=None, dynamic_ncols=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,7 +33,6 @@ from colorization.constants import (
     DEFAULT_SEED,
     DEFAULT_STAGE,
     GRID_NAME,
-    GRID_PHOTOS,
     HISTORY_NAME,
     L1_WEIGHT,
     LEARNING_RATE,
@@ -219,34 +217,6 @@ def train_stage(
                    result_path)
 
 
-def train_stage_ddp(
-    config: TrainConfig,
-    *,
-    nproc: int,
-    dataset: str,
-    init_from: str | None = None,
-    run_name: str | None = None,
-    models_root: str | None = None,
-) -> dict[str, Any]:
-    """`train_stage` in `nproc` processes under torchrun (DDP); one process runs in place.
-
-    Each process trains on its own shards; rank 0 writes and reports the result.
-    """
-    if nproc <= 1:
-        return train_stage(config, dataset=dataset, init_from=init_from, run_name=run_name,
-                           models_root=models_root)
-    with tempfile.TemporaryDirectory(prefix="colorize-ddp-") as folder:
-        request, result_path = Path(folder) / "request.json", Path(folder) / "result.json"
-        request.write_text(json.dumps({
-            "config": config.to_dict(), "dataset": dataset, "init_from": init_from,
-            "run_name": run_name, "models_root": models_root, "result_path": str(result_path)}))
-        status = distributed.launch(nproc, "colorization.torchrun", [str(request)])
-        if status != 0 or not result_path.exists():
-            raise RuntimeError(f"training under torchrun ({nproc} processes) failed with exit "
-                               f"status {status}; see the ranks' logs above")
-        return json.loads(result_path.read_text())
-
-
 class _Loop:
     """The epoch loop of a run: position, loss sums, checkpoints and the per-epoch pictures."""
 
@@ -269,7 +239,7 @@ class _Loop:
             self.images = self.resume["images"]
             self.history = json.loads(self.resume["history"])
             self.sums = {k: v.to(trainer.device) for k, v in self.resume["sums"].items()}
-        self.grid_batch = _fixed_val_photos(dataset) if ctx.is_main else None
+        self.grid_batch = plots.fixed_val_photos(dataset) if ctx.is_main else None
 
     def run(self) -> None:
         config = self.config
@@ -298,8 +268,9 @@ class _Loop:
 
     def _epoch(self, batches: Any, per_epoch: int) -> None:
         config, trainer, device = self.config, self.trainer, self.trainer.device
-        bar = _progress_bar(self.ctx, f"{config.stage} {self.epoch + 1}/{config.epochs}",
-                            per_epoch * config.batch_size * self.ctx.world_size, self.images)
+        bar = plots.progress_bar(self.ctx.is_main, f"{config.stage} {self.epoch + 1}/"
+                                 f"{config.epochs}", per_epoch * config.batch_size
+                                 * self.ctx.world_size, self.images)
         log_every = max(1, per_epoch // PROGRESS_LOG_FRACTION)
         started = time.monotonic()
         while True:
@@ -417,28 +388,6 @@ def _finish(config: TrainConfig, loop: _Loop, manifest: dict[str, Any], image_si
     return result
 
 
-def _fixed_val_photos(dataset: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The first GRID_PHOTOS validation photos, unshuffled and unflipped: the same every
-    epoch and every run of a dataset."""
-    try:
-        loader = make_loader(dataset, "val", LoaderConfig(
-            batch_size=GRID_PHOTOS, shuffle=False, augment=False))
-    except ValueError:  # a snapshot without a val split: no grid
-        return None
-    with torch.random.fork_rng(devices=[]):  # reading the grid must not move the RNG
-        return next(iter(loader), None)
-
-
 def _batches_per_epoch(dataset: str, batch_size: int, world_size: int) -> int:
     count = read_manifest(dataset)["splits"]["train"]["count"]
     return max(1, -(-count // (batch_size * world_size)))
-
-
-def _progress_bar(ctx: DistContext, description: str, total: int, done: int) -> Any:
-    """tqdm on rank 0's terminal: images done, rate and ETA within the epoch."""
-    if not ctx.is_main:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, desc=description, unit="img", leave=False,
-                disable=None, dynamic_ncols=True)

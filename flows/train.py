@@ -27,7 +27,8 @@ from colorization.constants import (
     LOSS_PLOT_NAME,
 )
 from colorization.models import AUTO_GENERATOR, DEFAULT_DISCRIMINATOR, ModelSpec
-from colorization.train import TrainConfig, train_stage_ddp
+from colorization.torchrun import train_stage_ddp
+from colorization.train import TrainConfig
 
 
 @task(retries=1, retry_delay_seconds=5)
