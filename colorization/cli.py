@@ -16,10 +16,12 @@ from colorization.constants import (
     COCO_MIRROR_ENV,
     COCO_OFFICIAL_MIRROR,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CHECKPOINT_EVERY,
     DEFAULT_DEVICE,
     DEFAULT_EPOCHS,
     DEFAULT_EVAL_BATCH,
     DEFAULT_EVAL_SPLIT,
+    DEFAULT_GAN_MODE,
     DEFAULT_IMAGE_SIZE,
     DEFAULT_INFERENCE_BATCH,
     DEFAULT_INFERENCE_PRECISION,
@@ -37,14 +39,15 @@ from colorization.constants import (
 )
 from colorization.devices import DEVICE_CHOICES, PRECISION_CHOICES, check_device_name
 from colorization.models import (
+    AUTO_GENERATOR,
     DEFAULT_DISCRIMINATOR,
-    DEFAULT_GENERATOR,
     DISCRIMINATORS,
     GENERATORS,
     ModelSpec,
 )
 from colorization.shards import SPLITS
 from colorization.train import STAGES
+from colorization.trainer import GAN_CRITERIA
 
 
 def _print_json(obj: Any) -> None:
@@ -113,13 +116,18 @@ def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from colorization.train import TrainConfig, train_stage
+    from colorization.torchrun import train_stage_ddp
+    from colorization.train import TrainConfig
 
     config = TrainConfig(stage=args.stage, generator=ModelSpec(args.generator, args.options),
                          discriminator=ModelSpec(args.discriminator), epochs=args.epochs,
                          batch_size=args.batch_size, device=args.device,
-                         precision=args.precision, seed=args.seed)
-    _print_json(train_stage(config, dataset=args.dataset, init_from=args.init_from))
+                         precision=args.precision, seed=args.seed, lr=args.lr,
+                         gan_mode=args.gan_mode, checkpoint_every=args.checkpoint_every,
+                         num_workers=args.workers, compile=args.compile)
+    # --nproc N > 1: N processes under torchrun, rank 0 reports (colorization.torchrun).
+    _print_json(train_stage_ddp(config, nproc=args.nproc, dataset=args.dataset,
+                                init_from=args.init_from))
     return 0
 
 
@@ -330,8 +338,12 @@ def _add_sample_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--generator", choices=sorted(GENERATORS), default=DEFAULT_GENERATOR,
-                        help="registered generator architecture")
+    parser.add_argument("--generator", choices=[AUTO_GENERATOR, *sorted(GENERATORS)],
+                        default=AUTO_GENERATOR,
+                        help="registered generator architecture; auto is the pix2pix U-Net "
+                        "built for the image size (unet_128 for 128 px, unet_256 for 256 px); "
+                        "resnet18_unet is the ResNet18-encoder U-Net "
+                        "(--options '{\"weights\": \"imagenet\" | PATH | URL | \"none\"}')")
     parser.add_argument("--options", type=_json_object, default={},
                         help="JSON options of the generator, e.g. "
                         '\'{"num_downs": 6, "base_channels": 32}\' with --generator unet')
@@ -351,6 +363,22 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude",
                         help="file or URL listing photo ids / file names to leave out, one "
                         "per line (default: <home>/curation/exclude.txt when it exists)")
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Issue 7: resume, DDP, GAN objective and speed options of `colorize train`."""
+    parser.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY,
+                        help="steps between checkpoints (0: epoch ends only); the same "
+                        "command resumes a killed run exactly")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes under torchrun (DDP: NCCL on GPUs, gloo on CPUs)")
+    parser.add_argument("--gan-mode", choices=sorted(GAN_CRITERIA), default=DEFAULT_GAN_MODE,
+                        help="adversarial loss of the gan stage (vanilla: BCE; lsgan: MSE)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Adam learning rate (default: 1e-4 to pretrain a pretrained "
+                        "resnet18_unet, else 2e-4)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="DataLoader worker processes per training process")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the generator (slow first step, faster after)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -416,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--discriminator", choices=sorted(DISCRIMINATORS),
                        default=DEFAULT_DISCRIMINATOR, help="registered discriminator (gan)")
     _add_model_options(train)
+    _add_train_options(train)
+    for action in train._actions:  # training's own 'auto' (bf16 on CPUs that have it)
+        if action.dest == "precision":
+            action.help = ("numeric precision; auto is bf16 + channels_last where the "
+                           "processor has bf16 (CPUs with AVX512-BF16/AMX, Ampere+ GPUs), "
+                           "fp16 on older GPUs, else fp32")
 
     evaluate = add("evaluate", cmd_evaluate, "metrics of a model on a dataset split")
     evaluate.add_argument("model", help="model id or version folder")

@@ -114,3 +114,19 @@ MAX_INPUT_PIXELS = 80_000_000
 DEFAULT_CHUNK_SIZE = 256
 # Where the output prefix keeps the manifest of what was done (`colorization.bulk_manifest`).
 BULK_MANIFEST_DIR = "_manifest"
+# --- Issue 7: training recipe, exact resume, DDP, run curves and grids -----------------------
+# Checkpoints: <run>/checkpoints/step-N.pt every N steps (0: epoch ends only) and at each
+# epoch end; the newest few are kept so a corrupt newest file falls back to the one before.
+CHECKPOINT_DIR = "checkpoints"
+DEFAULT_CHECKPOINT_EVERY = 200
+KEEP_CHECKPOINTS = 2
+# The GAN objective of the discriminator and the generator's adversarial term.
+DEFAULT_GAN_MODE = "vanilla"  # or "lsgan"
+# Pretrained encoders are fine-tuned more gently than pix2pix's 2e-4 from scratch.
+PRETRAINED_ENCODER_LR = 1e-4
+# Seeing a run: files written per epoch in the run folder and saved beside the model version.
+HISTORY_NAME = "history.json"
+LOSS_PLOT_NAME = "losses.png"
+GRID_NAME = "val_grid.png"
+GRID_PHOTOS = 6  # fixed validation photos in the grid (the first ones of the split)
+PROGRESS_LOG_FRACTION = 10  # without a terminal: a progress line every 1/10 epoch

@@ -2,7 +2,8 @@
 
 `select_device("auto")` is CUDA when present, else the CPU. `select_precision("auto", device)`
 is mixed precision on CUDA (bf16 where the GPU supports it, else fp16 with a GradScaler)
-and fp32 on the CPU; "fp32", "bf16" and "fp16" force one.
+and fp32 on the CPU; "fp32", "bf16" and "fp16" force one. Training's 'auto'
+(`select_training_precision`) is also bf16 on CPUs with native bf16.
 """
 
 from __future__ import annotations
@@ -125,6 +126,22 @@ def select_inference_policy(name: str = DEFAULT_INFERENCE_PRECISION, *,
             precision = PRECISIONS["bf16" if supports_bf16(device) else "fp32"]
         return InferencePolicy(precision, channels_last=True)
     return InferencePolicy(select_precision(name, device=device), channels_last=True)
+def select_training_precision(name: str = DEFAULT_PRECISION, *,
+                              device: torch.device) -> Precision:
+    """Training's precision: as `select_precision`, except that 'auto' is bf16 on a CPU with
+    native bf16 (AVX512-BF16 / AMX), where benchmarks/train_step.py measured it faster than
+    fp32 and the loss curve follows fp32's. Weights and optimiser state stay fp32."""
+    if name == "auto" and device.type == "cpu" and cpu_supports_bf16():
+        return PRECISIONS["bf16"]
+    return select_precision(name, device=device)
+
+
+def memory_format(precision: Precision) -> torch.memory_format:
+    """channels_last under mixed precision (oneDNN's and cuDNN's fast bf16/fp16 convs want
+    NHWC); the plain NCHW layout for fp32, where NHWC gained little on the CPU."""
+    if precision.autocast_dtype is None:
+        return torch.contiguous_format
+    return torch.channels_last
 
 
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:

@@ -18,7 +18,14 @@ from torch import nn
 
 from colorization import __version__, paths, storage
 from colorization.constants import CARD_NAME, CHAMPION_POINTER, WEIGHTS_NAME
-from colorization.models import GENERATORS, ModelSpec, UNetGenerator, Variant, build_generator
+from colorization.models import (
+    GENERATORS,
+    ModelSpec,
+    UNetGenerator,
+    Variant,
+    build_generator,
+    without_pretrained,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +126,9 @@ def load_generator(
     """Rebuild a version's generator from its card and weights; returns (model in eval, card)."""
     url = resolve(ref, models_root=models_root)
     card = storage.read_json(storage.join(url, CARD_NAME))
-    model = build_generator(_upgrade_spec(ModelSpec.from_dict(card["generator"])))
+    # The saved state dict replaces any pretrained weights: do not fetch them again.
+    spec = _upgrade_spec(ModelSpec.from_dict(card["generator"]))
+    model = build_generator(without_pretrained(spec))
     state = torch.load(io.BytesIO(storage.read_bytes(storage.join(url, WEIGHTS_NAME))),
                        map_location="cpu", weights_only=True)
     model.load_state_dict(state)

@@ -19,7 +19,7 @@ from colorization.constants import (
     DEFAULT_SEED,
 )
 from colorization.evaluate import card_report
-from colorization.models import DEFAULT_GENERATOR
+from colorization.models import AUTO_GENERATOR
 from colorization.review import app_url, model_dataset_name
 from flows.evaluate import evaluate
 from flows.prepare_data import prepare_data
@@ -47,7 +47,7 @@ def retrain(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     image_size: int = DEFAULT_IMAGE_SIZE,
     seed: int = DEFAULT_SEED,
-    generator: str = DEFAULT_GENERATOR,
+    generator: str = AUTO_GENERATOR,
     generator_options: dict[str, Any] | None = None,
     pretrain_epochs: int = DEFAULT_EPOCHS,
     gan_epochs: int = DEFAULT_EPOCHS,
@@ -57,6 +57,7 @@ def retrain(
     coco_mirror: str | None = None,
     exclude: str | None = None,
     review: bool = True,
+    nproc: int = 1,
 ) -> dict[str, Any]:
     """The whole chain; returns dataset, model id, metrics, whether it was promoted and the
     FiftyOne review dataset (None when `review` is off).
@@ -66,7 +67,8 @@ def retrain(
                            seed=seed, coco_mirror=coco_mirror, exclude=exclude)
     trained = train(dataset=dataset, generator=generator, generator_options=generator_options,
                     pretrain_epochs=pretrain_epochs, gan_epochs=gan_epochs,
-                    batch_size=batch_size, device=device, precision=precision, seed=seed)
+                    batch_size=batch_size, device=device, precision=precision, seed=seed,
+                    nproc=nproc)
     model_id = trained["model_id"]
     metrics = evaluate(model=model_id, dataset=dataset, device=device, precision=precision,
                        review=review)

@@ -85,3 +85,16 @@ def test_colorizer_runs_bf16_weights_channels_last_and_fp32_on_request(tiny_mode
     assert next(exact.generator.parameters()).dtype == torch.float32
     conv = next(m for m in fast.generator.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+def test_training_auto_precision_is_bf16_on_cpus_with_native_bf16(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: True)
+    bf16 = devices.select_training_precision("auto", device=cpu)
+    assert bf16.name == "bf16" and devices.memory_format(bf16) == torch.channels_last
+    # Inference's 'auto' (issue 8's) is untouched; an explicit name always wins.
+    assert devices.select_precision("auto", device=cpu).name == "fp32"
+    assert devices.select_training_precision("fp32", device=cpu).name == "fp32"
+    assert devices.memory_format(devices.PRECISIONS["fp32"]) == torch.contiguous_format
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: False)
+    assert devices.select_training_precision("auto", device=cpu).name == "fp32"
+    monkeypatch.setattr(devices, "supports_bf16", lambda device: False)
+    assert devices.select_training_precision("auto", device=cuda).name == "fp16"

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from colorization.models.patchgan import PatchDiscriminator
+from colorization.models.resnet_unet import ResNet18UNet
 from colorization.models.unet import UNetGenerator
 
 __all__ = [
@@ -30,10 +31,15 @@ __all__ = [
     "ModelSpec",
     "build_discriminator",
     "build_generator",
+    "generator_for_size",
     "init_pix2pix_weights",
+    "without_pretrained",
 ]
 
 DEFAULT_GENERATOR = "unet_256"
+# Training's default generator name: resolved against the dataset's image size by
+# `generator_for_size`, so 128-px crops get unet_128 and never a padded unet_256.
+AUTO_GENERATOR = "auto"
 DEFAULT_DISCRIMINATOR = "patchgan_70"
 
 
@@ -65,6 +71,8 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {
     # pix2pix's named variants: 8 / 7 downsamplings reach 1x1 at 256 / 128 px.
     "unet_256": Variant(UNetGenerator, fixed={"num_downs": 8}, defaults={"base_channels": 64}),
     "unet_128": Variant(UNetGenerator, fixed={"num_downs": 7}, defaults={"base_channels": 64}),
+    # ResNet18 encoder (ImageNet weights, a file, or none) + bilinear decoder with skips.
+    "resnet18_unet": ResNet18UNet,
 }
 
 DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
@@ -175,3 +183,23 @@ def _check_options(factory: Callable[..., nn.Module], spec: ModelSpec, kind: str
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for {kind} {spec.name!r}; "
                          f"accepted: {', '.join(sorted(params))}")
+
+
+def generator_for_size(image_size: int) -> ModelSpec:
+    """The pix2pix U-Net built for `image_size`: unet_256 / unet_128 by name, else the generic
+    `unet` deep enough to reach 1x1 (a non-power-of-two size is padded up to the next one)."""
+    depth = max(1, (image_size - 1).bit_length())  # ceil(log2(size))
+    for name, factory in GENERATORS.items():
+        if isinstance(factory, Variant) and factory.fixed.get("num_downs") == depth:
+            return ModelSpec(name)
+    return ModelSpec("unet", {"num_downs": depth})
+
+
+def without_pretrained(spec: ModelSpec) -> ModelSpec:
+    """`spec` with weights="none" when the architecture takes `weights`: for building a net
+    whose saved state dict is loaded right after (no download, nothing read twice)."""
+    factory = GENERATORS.get(spec.name)
+    target = factory.cls if isinstance(factory, Variant) else factory
+    if target is not None and "weights" in inspect.signature(target).parameters:
+        return ModelSpec(spec.name, {**spec.options, "weights": "none"})
+    return spec

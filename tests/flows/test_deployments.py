@@ -20,7 +20,9 @@ def test_deployments_load_their_flows_and_parameters(monkeypatch):
         flow = load_flow_from_entrypoint(deployment["entrypoint"])
         accepted = inspect.signature(flow.fn).parameters
         assert set(deployment.get("parameters", {})) <= set(accepted), deployment["name"]
-        assert deployment["work_pool"]["name"] == "colorization"
+        # Training with DDP (issue 7) runs on a pool of GPU workers; the rest anywhere.
+        expected = "colorization-gpu" if deployment["name"] == "train-gpu" else "colorization"
+        assert deployment["work_pool"]["name"] == expected
     weekly = next(d for d in config["deployments"] if d["name"] == "weekly")
     assert weekly["schedules"][0]["cron"] == "0 3 * * 1"
     assert "schedule" not in weekly  # the deprecated single-schedule key

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from support import TINY_GENERATOR
 
@@ -42,6 +45,12 @@ def test_retrain_chains_the_stages_and_promotes_the_first_model(prefect_api, fix
     assert summary["review"] in report and "| ciede2000 |" in report
     table = artifacts[f"evaluation-{model_id}-table"].data
     assert "ciede2000" in str(table)
+    # Each stage published its losses and pictures as artifacts of the flow run.
+    losses = Artifact.get("gan-losses")
+    assert losses is not None and json.loads(losses.data)[0]["epoch"] == 1
+    assert {"D_real", "D_fake", "G_GAN", "G_L1"} <= set(json.loads(losses.data)[0])
+    pictures = Artifact.get("pretrain-pictures")
+    assert pictures is not None and pictures.data.count("data:image/png;base64,") == 2
 
     # A second run reuses the snapshot, trains a new model and leaves the champion alone.
     again = retrain(source=str(fixture_photos), review=False, **SETTINGS)
