@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support import FIXTURE_PHOTOS
 
 from colorization import curation, storage
 from colorization.cli import main
@@ -113,6 +114,16 @@ def test_exclude_tags_export_to_the_list_and_survive_a_rebuild(reviewed, monkeyp
     other = home / "other.txt"
     assert main(["curate", "export", "--to", str(other)]) == 0
     assert curation.read_exclusions(str(other)) == set(photos)
+
+    # The loop closes: the next prepare of the same photos leaves them out, recorded.
+    capsys.readouterr()
+    assert main(["prepare", str(FIXTURE_PHOTOS), "--image-size", "16"]) == 0
+    snapshot = capsys.readouterr().out.strip().splitlines()[-1]
+    manifest = storage.read_json(storage.join(snapshot, "manifest.json"))
+    kept = {photo for split in manifest["splits"].values() for photo in split["ids"]}
+    assert not kept & set(photos) and len(kept) == 40 - 2
+    excluded = {d["id"] for d in manifest["dropped"] if d["reason"] == "excluded"}
+    assert excluded == set(photos)
 
 
 def test_review_without_a_dataset_is_one_clear_line(reviewed, monkeypatch, capsys):
