@@ -275,6 +275,9 @@ def cmd_bucket(args: argparse.Namespace) -> int:
 def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     from colorization.imagefiles import OUTPUT_FORMATS
 
+    parser.add_argument("--model", help="model id or version folder (default: the champion)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_INFERENCE_BATCH,
+                        help="photos per forward pass")
     parser.add_argument("--workers", type=int, default=DEFAULT_IO_WORKERS,
                         help="threads that decode ahead of the model (and as many that "
                         "encode behind it)")
@@ -401,9 +404,6 @@ def build_parser() -> argparse.ArgumentParser:
     images = add("images", cmd_images, "colorize image files and folders at full resolution")
     images.add_argument("paths", nargs="+", help="image files or folders (local or s3://)")
     images.add_argument("--out", required=True, help="output folder or s3:// prefix")
-    images.add_argument("--model", help="model id or version folder (default: the champion)")
-    images.add_argument("--batch-size", type=int, default=DEFAULT_INFERENCE_BATCH,
-                        help="photos per forward pass")
     images.add_argument("--overwrite", action="store_true",
                         help="redo outputs that already exist")
     _add_inference_options(images)
@@ -412,9 +412,6 @@ def build_parser() -> argparse.ArgumentParser:
                  "exactly once (a manifest records each input; reruns do only new work)")
     bucket.add_argument("source", metavar="IN", help="input folder or s3:// prefix (only read)")
     bucket.add_argument("destination", metavar="OUT", help="output folder or s3:// prefix")
-    bucket.add_argument("--model", help="model id or version folder (default: the champion)")
-    bucket.add_argument("--batch-size", type=int, default=DEFAULT_INFERENCE_BATCH,
-                        help="photos per forward pass")
     bucket.add_argument("--retry-failed", action="store_true",
                         help="retry inputs recorded as bad files (same file, same model)")
     _add_inference_options(bucket)

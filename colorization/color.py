@@ -77,18 +77,13 @@ def load_image(data: bytes, *, name: str = "<bytes>",
             opened.load()
             img: Image.Image = ImageOps.exif_transpose(opened)
             if img.mode in _SIXTEEN_BIT_MODES or img.mode in _WIDE_MODES:
-                img = _deep_gray_to_8_bit(img)
+                img = to_8_bit_gray(img)
             return img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{name}: not a readable image ({exc})") from exc
 
 
 def to_8_bit_gray(img: Image.Image) -> Image.Image:
-    """Grey deeper than 8 bits ('I;16*', 'I', 'F') -> 8-bit 'L', scaled, never clipped."""
-    return _deep_gray_to_8_bit(img)
-
-
-def _deep_gray_to_8_bit(img: Image.Image) -> Image.Image:
     """Grey deeper than 8 bits -> 8-bit 'L'; Pillow's own convert would clip at 255.
 
     16-bit modes keep their top 8 bits. 32-bit integer ('I') and float ('F') images have no

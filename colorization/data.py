@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
 
-from colorization import color, storage
+from colorization import color, paths, storage
 from colorization.constants import SHUFFLE_BUFFER
 from colorization.shards import read_manifest, sample_lab
 
@@ -53,8 +52,7 @@ class LoaderConfig:
 
 def cache_dir() -> Path:
     """Local cache for shards fetched from object storage."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "colorization" / "shards"
+    return paths.cache_root() / "shards"
 
 
 def local_shards(dataset: str, split: str) -> list[str]:

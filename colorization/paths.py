@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from colorization import storage
 from colorization.constants import (
@@ -31,6 +32,12 @@ def datasets_root() -> str:
 def models_root() -> str:
     """Where model versions and the champion pointer live."""
     return storage.join(home(), MODELS_DIR)
+
+
+def cache_root() -> Path:
+    """This machine's cache of copies of remote files: $XDG_CACHE_HOME/colorization."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "colorization"
 
 
 def curation_root() -> str:

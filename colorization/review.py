@@ -20,7 +20,6 @@ import hashlib
 import logging
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 from colorization import curation, paths, storage, versions
@@ -80,8 +79,7 @@ def local_media(url: str) -> str:
     """
     if not storage.is_remote(url):
         return storage.local_path(url)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    target = Path(base) / "colorization" / "review" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    target = paths.cache_root() / "review" / hashlib.sha256(url.encode()).hexdigest()[:16]
     for remote in storage.list_files(url):
         local = target / storage.relative_key(remote, url)
         if not local.exists() or local.stat().st_size != storage.stat(remote).size:

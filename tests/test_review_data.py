@@ -70,24 +70,16 @@ def test_newer_manifest_fields_scores_drops_and_coco_boxes(fiftyone_env, snapsho
     val = manifest["splits"]["val"]["ids"]
     with Image.open(source / val[0]) as img:
         width, height = img.size
-    annotations = tmp_path / "instances_val2017.json"
-    annotations.write_text(json.dumps({
-        "images": [{"id": 25, "width": width, "height": height, "file_name": val[0]}],
-        "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}],
-        "annotations": [
-            {"id": 1, "image_id": 25, "category_id": 18, "bbox": [10, 20, 30, 40],
-             "area": 1200, "iscrowd": 0},
-            {"id": 2, "image_id": 25, "category_id": 1, "bbox": [0, 0, width / 2, height],
-             "area": width * height / 2, "iscrowd": 0},
-        ]}))
     # The manifest's own scores are used (here replaced by marked values), and a `coco` block
     # brings categories and boxes.
     newer = dict(manifest)
     newer["dropped"] = [{**entry, "scores": {"mean_chroma": 0.5, "hue_spread": 0.25}}
                         for entry in manifest["dropped"]]
     newer["scores"] = {**manifest["scores"], val[0]: {"mean_chroma": 12.5, "hue_spread": 0.75}}
-    newer["coco"] = {"split": "val2017", "annotations": str(annotations),
-                     "image_ids": {val[0]: 25}}
+    # The `coco` block as prepare writes it: objects per photo, boxes in pixels.
+    newer["coco"] = {"split": "val2017", "image_ids": {val[0]: 25}, "objects": {val[0]: [
+        {"category": "dog", "bbox": [10, 20, 30, 40]},
+        {"category": "person", "bbox": [0, 0, width / 2, height]}]}}
     newer["inputs_digest"] = "f" * 64
     copy = tmp_path / "newer-snapshot"
     storage.write_json(storage.join(str(copy), MANIFEST_NAME), newer)
