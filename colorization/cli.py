@@ -249,6 +249,8 @@ def cmd_curate_export(args: argparse.Namespace) -> int:
     print(f"exported {len(ids)} photo ids tagged {EXCLUDE_TAG!r}", file=sys.stderr)
     print(url)
     return 0
+
+
 # ---- Bulk colorization (issue 8): `colorize bucket`, inference options --------------------
 def cmd_bucket(args: argparse.Namespace) -> int:
     from colorization.bulk import BulkConfig, colorize_bucket
@@ -366,6 +368,8 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude",
                         help="file or URL listing photo ids / file names to leave out, one "
                         "per line (default: <home>/curation/exclude.txt when it exists)")
+
+
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     """Issue 7: resume, DDP, GAN objective and speed options of `colorize train`."""
     parser.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY,

@@ -99,6 +99,7 @@ SUSPECT_MAX_CHROMA = 5.0
 # ... or a hue spread (degrees, as prepare's filter measures it) below this: one tint. Both
 # are looser than prepare's drop thresholds, so photos near them are flagged for a look.
 SUSPECT_MAX_HUE_SPREAD = 2 * MIN_HUE_SPREAD
+
 # ---- Bulk colorization of archives (issue 8): colorization.bulk, colorization.inference ----
 # Suffixes `colorize bucket` / `colorize images` read: the training ones plus GIF (first frame).
 BULK_IMAGE_SUFFIXES = (*IMAGE_SUFFIXES, ".gif")
@@ -114,6 +115,7 @@ MAX_INPUT_PIXELS = 80_000_000
 DEFAULT_CHUNK_SIZE = 256
 # Where the output prefix keeps the manifest of what was done (`colorization.bulk_manifest`).
 BULK_MANIFEST_DIR = "_manifest"
+
 # --- Issue 7: training recipe, exact resume, DDP, run curves and grids -----------------------
 # Checkpoints: <run>/checkpoints/step-N.pt every N steps (0: epoch ends only) and at each
 # epoch end; the newest few are kept so a corrupt newest file falls back to the one before.

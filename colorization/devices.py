@@ -126,6 +126,9 @@ def select_inference_policy(name: str = DEFAULT_INFERENCE_PRECISION, *,
             precision = PRECISIONS["bf16" if supports_bf16(device) else "fp32"]
         return InferencePolicy(precision, channels_last=True)
     return InferencePolicy(select_precision(name, device=device), channels_last=True)
+
+
+# ---- Training precision (issue 7) ---------------------------------------------------------
 def select_training_precision(name: str = DEFAULT_PRECISION, *,
                               device: torch.device) -> Precision:
     """Training's precision: as `select_precision`, except that 'auto' is bf16 on a CPU with

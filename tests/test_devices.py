@@ -85,6 +85,8 @@ def test_colorizer_runs_bf16_weights_channels_last_and_fp32_on_request(tiny_mode
     assert next(exact.generator.parameters()).dtype == torch.float32
     conv = next(m for m in fast.generator.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_training_auto_precision_is_bf16_on_cpus_with_native_bf16(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: True)
