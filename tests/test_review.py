@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -160,8 +161,14 @@ def test_the_app_answers_on_loopback_and_leaves_no_process(reviewed, monkeypatch
                             "--port", str(port)], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=_env())
     children: list[psutil.Process] = []
+    url = ""
     try:
         status, deadline = None, time.monotonic() + 90
+        # The URL is printed once the session is up; Ctrl-C before that is an interrupted
+        # start (exit 130), so wait for it before probing the server.
+        assert app.stdout is not None
+        if select.select([app.stdout], [], [], 90)[0]:
+            url = app.stdout.readline().strip()
         while time.monotonic() < deadline and app.poll() is None:
             children = psutil.Process(app.pid).children(recursive=True) or children
             try:
@@ -181,8 +188,7 @@ def test_the_app_answers_on_loopback_and_leaves_no_process(reviewed, monkeypatch
             if app.poll() is None:
                 app.kill()
     assert app.returncode == 0
-    assert app.stdout is not None and app.stdout.readline().strip() == \
-        f"http://127.0.0.1:{port}/"
+    assert url == f"http://127.0.0.1:{port}/"
     _, alive = psutil.wait_procs(children, timeout=30)
     for process in alive:
         process.kill()
