@@ -187,10 +187,70 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- Issue 9: `colorize models promote` through the gate, `show`, `export` ----------------------
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    versions.promote(args.model_id, reason=args.reason)
-    print(f"champion is now {args.model_id}")
+    if args.force:  # the gate bypassed, on purpose: recorded as forced with the reason
+        versions.promote(args.model_id, reason=args.reason, forced=True)
+        print(f"champion is now {args.model_id} (forced: {args.reason})")
+        return 0
+    from colorization.gate import GateConfig, decide
+
+    decision = decide(args.model_id, dataset=args.dataset, config=GateConfig(
+        batch_size=args.batch_size, device=args.device, precision=args.precision))
+    if not decision["promoted"] and decision["model_id"] != decision["challenger"]:
+        print(f"colorize: refused: {decision['challenger']}: {decision['reason']} (rule: "
+              f"{decision['rule']}; --force bypasses the gate)", file=sys.stderr)
+        return 1
+    print(f"champion is now {decision['model_id']} ({decision['reason']})")
     return 0
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    card = versions.read_card(args.model_id)
+    evaluation = card.get("evaluation")
+    if isinstance(evaluation, dict) and not args.full:  # per-photo rows: hundreds of lines
+        card["evaluation"] = {k: v for k, v in evaluation.items()
+                              if k not in ("per_photo", "image_names", "table")}
+    card["champion"] = card["model_id"] == versions.champion()
+    card["decisions"] = [entry for entry in versions.history()
+                         if card["model_id"] in (entry.get("challenger"), entry.get("champion"))]
+    _print_json(card)
+    return 0
+
+
+def cmd_models_export(args: argparse.Namespace) -> int:
+    from colorization.export import export_model
+
+    print(export_model(args.model_id, export_format=args.format, out=args.out))
+    return 0
+
+
+def _add_models_issue9(models_sub: Any, add: Callable[..., argparse.ArgumentParser],
+                       promote: argparse.ArgumentParser) -> None:
+    """Issue 9: the gate's options on `promote`; `show` and `export`."""
+    from colorization.export import EXPORT_FORMATS
+
+    promote.add_argument("--force", action="store_true",
+                         help="bypass the promotion gate; recorded as forced with --reason")
+    promote.add_argument("--dataset", help="validation snapshot the gate compares on "
+                         "(default: the one the model was evaluated on, else trained on)")
+    promote.add_argument("--batch-size", type=int, default=DEFAULT_EVAL_BATCH,
+                         help="photos per forward pass when the gate must evaluate")
+    _add_compute_options(promote)
+    show = add("show", cmd_models_show, "print a version's card (lineage, metrics) and the "
+               "gate's decisions about it, as JSON", models_sub)
+    show.add_argument("model_id", nargs="?", help="id or version folder "
+                      "(default: the champion)")
+    show.add_argument("--full", action="store_true",
+                      help="keep the evaluation's per-photo rows")
+    export = add("export", cmd_models_export, "write a version's generator for serving "
+                 "(ONNX: input L/50-1 [N,1,H,W], output ab/110 [N,2,H,W]); prints where",
+                 models_sub)
+    export.add_argument("model_id", help="id or version folder of the model")
+    export.add_argument("--format", choices=sorted(EXPORT_FORMATS), default="onnx",
+                        help="export format")
+    export.add_argument("--out", help="file or s3:// URL to write "
+                        "(default: <model folder>/generator.<format>)")
 
 
 # --- review and curation (issue 10) ---------------------------------------------------------
@@ -505,16 +565,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--to", help="exclusion list URL "
                         "(default: <home>/curation/exclude.txt)")
 
-    models = sub.add_parser("models", help="list and promote model versions",
-                            description="list and promote model versions",
+    models = sub.add_parser("models", help="list, show, promote and export model versions",
+                            description="list, show, promote and export model versions",
                             formatter_class=formatter)
     models_sub = models.add_subparsers(dest="models_command", required=True,
                                        metavar="COMMAND")
     add("list", cmd_models_list, "list versions; * marks the champion", models_sub)
-    promote = add("promote", cmd_models_promote, "make a version the champion", models_sub)
+    promote = add("promote", cmd_models_promote, "make a version the champion if the "
+                  "promotion gate finds it no worse than the champion (exit 1 when refused)",
+                  models_sub)
     promote.add_argument("model_id", help="id of the version to promote")
     promote.add_argument("--reason", default="promoted by hand",
-                         help="recorded in the champion's history")
+                         help="recorded in the champion's history with --force (the gate "
+                         "records its own)")
+    _add_models_issue9(models_sub, add, promote)
     return parser
 
 

@@ -132,3 +132,22 @@ LOSS_PLOT_NAME = "losses.png"
 GRID_NAME = "val_grid.png"
 GRID_PHOTOS = 6  # fixed validation photos in the grid (the first ones of the split)
 PROGRESS_LOG_FRACTION = 10  # without a terminal: a progress line every 1/10 epoch
+
+# --- Issue 9: model lineage, the promotion gate, export ---------------------------------------
+# The code version of a model card: this variable (set in images built without .git), else
+# `git rev-parse HEAD` of the checkout the package runs from, else unknown (null).
+GIT_COMMIT_ENV = "COLORIZATION_GIT_COMMIT"
+# Promotion gate (colorization.gate): a challenger replaces the champion only when, on the
+# same validation snapshot, its mean CIEDE2000 is at most the champion's + this margin ...
+GATE_CIEDE2000_MARGIN = 0.0
+# ... and its mean colourfulness gap (|colourfulness - the truth's|) at most the champion's +
+# this margin: colour strength may wander a little, the colour error may not grow.
+GATE_COLORFULNESS_GAP_MARGIN = 2.0
+# Exported generators: <model>/<EXPORT_BASENAME>.<format suffix> unless --out says otherwise.
+EXPORT_BASENAME = "generator"
+ONNX_OPSET = 20  # the torch 2.14 exporter's default, pinned so exports do not drift; ORT >= 1.17
+# Prefect task retries for failures that can heal (network, storage): attempts after the
+# first, the first delay (doubling each retry) and a +/- jitter share of each delay.
+TASK_RETRIES = 3
+TASK_RETRY_BACKOFF_S = 10.0
+TASK_RETRY_JITTER = 0.2

@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
+import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -152,3 +155,24 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
     if precision.autocast_dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=precision.autocast_dtype)
+
+
+def describe_hardware(device: torch.device) -> dict[str, Any]:
+    """Where a model was trained, for its card: device, its name (GPU or CPU model), the CPU
+    count and the torch / CUDA versions."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_model() or platform.processor() or platform.machine()
+    return {"device": str(device), "device_name": name, "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "torch": torch.__version__,
+            "cuda": torch.version.cuda if device.type == "cuda" else None}
+
+
+def _cpu_model() -> str | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else None

@@ -34,7 +34,7 @@ from colorization.constants import (
 from colorization.data import local_shards
 from colorization.devices import autocast, select_device, select_precision
 from colorization.samples import filter_scores
-from colorization.shards import read_manifest, sample_lab
+from colorization.shards import manifest_digest, read_manifest, sample_lab
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class EvalConfig:
     compare: bool = True  # also run the parent stage and the champion
     write_images: bool = True  # the review's grayscale / colorized / original PNGs
     fid_weights: str | None = None  # torchvision Inception-v3 weights; FID is skipped without
+    update_card: bool = True  # False: only return the record (the gate's champion re-runs)
 
 
 def iter_split(
@@ -244,8 +245,10 @@ def evaluate_model(
         "per_photo": per_photo,
     }
     record["table"] = table_rows(record)  # side by side, as `colorize evaluate` prints it
-    versions.update_card(model_url, {"metrics": flat, "evaluated_on": {
-        "dataset": dataset, "split": config.split}, "evaluation": record})
+    if config.update_card:
+        versions.update_card(model_url, {"metrics": flat, "evaluated_on": {
+            "dataset": dataset, "split": config.split,
+            "dataset_manifest_sha256": manifest_digest(dataset)}, "evaluation": record})
     logger.info("evaluated %s on %s/%s: %s", card["model_id"], dataset, config.split, flat)
     return record
 

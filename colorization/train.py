@@ -45,6 +45,7 @@ from colorization.data import LoaderConfig, make_loader
 from colorization.devices import (
     PRECISION_CHOICES,
     check_device_name,
+    describe_hardware,
     select_device,
     select_training_precision,
 )
@@ -361,6 +362,10 @@ def _finish(config: TrainConfig, loop: _Loop, manifest: dict[str, Any], image_si
         card = {"stage": config.stage, "generator": trainer.generator_spec.to_dict(),
                 "image_size": image_size, "train_config": effective.to_dict(),
                 "dataset": dataset, "dataset_manifest_sha256": manifest_digest(dataset),
+                # Issue 9: lineage; the snapshot id names datasets/<id>/ by default.
+                "dataset_snapshot": str(manifest.get("inputs_digest", ""))[:12] or None,
+                "hardware": {**describe_hardware(trainer.device),
+                             "precision": trainer.precision.name, "world_size": ctx.world_size},
                 "parent": init_from, "training": {
                     "epochs": config.epochs, "steps": loop.steps,
                     "seconds": round(loop.seconds, 3), "device": str(trainer.device),

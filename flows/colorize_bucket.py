@@ -29,6 +29,7 @@ from colorization.constants import (
     DEFAULT_INFERENCE_BATCH,
     DEFAULT_INFERENCE_PRECISION,
 )
+from flows.retries import healing_retries
 
 # Chunks colorized at once by the default runner (each chunk also runs its own I/O threads).
 DEFAULT_CHUNK_THREADS = 2
@@ -58,12 +59,12 @@ TASK_RUNNERS: dict[str, Callable[[int, str | None], TaskRunner[Any]]] = {
 }
 
 
-@task(retries=2, retry_delay_seconds=10)
+@task(**healing_retries())
 def plan_task(source: str, destination: str, model: str | None, config: BulkConfig) -> Plan:
     return plan_bucket(source, destination, model=model, config=config)
 
 
-@task(retries=1, retry_delay_seconds=10)
+@task(**healing_retries())
 def colorize_chunk_task(source: str, destination: str, items: list[Item], model_url: str,
                         config: BulkConfig) -> ChunkReport:
     return run_chunk(source, destination, items, model_url=model_url, config=config)

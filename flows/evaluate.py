@@ -20,9 +20,10 @@ from colorization.constants import (
 )
 from colorization.evaluate import EvalConfig, evaluate_model, format_table, table_rows
 from colorization.review import app_url, build_model_dataset
+from flows.retries import healing_retries
 
 
-@task(retries=1, retry_delay_seconds=5)
+@task(**healing_retries())
 def evaluate_model_task(model: str, dataset: str, config: EvalConfig) -> dict[str, Any]:
     return evaluate_model(model, dataset=dataset, config=config)
 
@@ -37,7 +38,7 @@ def publish_evaluation_task(record: dict[str, Any]) -> None:
                              description="model beside its parent, champion and grayscale")
 
 
-@task(retries=1, retry_delay_seconds=5)
+@task(**healing_retries())
 def build_review_task(model: str) -> str:
     return build_model_dataset(model)
 

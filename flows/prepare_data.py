@@ -37,22 +37,23 @@ from colorization.shards import (
     write_manifest,
     write_shard,
 )
+from flows.retries import healing_retries
 
 # NO_CACHE: hashing thousands of outcome dicts for cache keys buys nothing; the library
 # functions are idempotent and resume from their own staged work.
 
 
-@task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+@task(**healing_retries(), cache_policy=NO_CACHE)
 def plan_snapshot_task(config: PrepareConfig) -> Plan:
     return plan_snapshot(config)
 
 
-@task(retries=3, retry_delay_seconds=10, cache_policy=NO_CACHE)
+@task(**healing_retries(), cache_policy=NO_CACHE)
 def fetch_batch_task(plan: Plan, index: int) -> dict[str, int]:
     return fetch_batch(plan, index)
 
 
-@task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+@task(**healing_retries(), cache_policy=NO_CACHE)
 def convert_batch_task(plan: Plan, index: int) -> list[dict[str, Any]]:
     return convert_batch(plan, index)
 
@@ -62,12 +63,12 @@ def select_sample_task(plan: Plan, results: list[list[dict[str, Any]]]) -> dict[
     return select_sample(plan, results)
 
 
-@task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+@task(**healing_retries(), cache_policy=NO_CACHE)
 def write_shard_task(plan: Plan, split: str, index: int) -> dict[str, Any]:
     return write_shard(plan, split, index)
 
 
-@task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+@task(**healing_retries(), cache_policy=NO_CACHE)
 def write_manifest_task(plan: Plan, shards: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return write_manifest(plan, shards)
 

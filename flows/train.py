@@ -29,9 +29,10 @@ from colorization.constants import (
 from colorization.models import AUTO_GENERATOR, DEFAULT_DISCRIMINATOR, ModelSpec
 from colorization.torchrun import train_stage_ddp
 from colorization.train import TrainConfig
+from flows.retries import healing_retries
 
 
-@task(retries=1, retry_delay_seconds=5)
+@task(**healing_retries())
 def train_stage_task(
     config: TrainConfig, dataset: str, init_from: str | None, run_name: str | None,
     nproc: int = 1,

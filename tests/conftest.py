@@ -147,3 +147,22 @@ def fiftyone_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+# ============================================================================
+# Issue 9: a tiny model trained until it beats leaving the photos gray.
+# ============================================================================
+@pytest.fixture(scope="session")
+def better_than_gray(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: str
+                     ) -> tuple[str, str]:
+    """The tiny generator trained 8 epochs at lr 1e-3 (3 s): mean CIEDE2000 about 9.6 on the
+    tiny snapshot's val split, against 9.9 for gray: (models root, model id)."""
+    from colorization.train import TrainConfig, train_stage
+
+    root = tmp_path_factory.mktemp("better-than-gray")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLORIZATION_HOME", str(root))
+        result = train_stage(TrainConfig(generator=TINY_GENERATOR, epochs=8, batch_size=4,
+                                         lr=1e-3, device="cpu", checkpoint_every=0),
+                             dataset=tiny_dataset)
+    return str(root / "models"), result["model_id"]

@@ -116,3 +116,49 @@ def test_storage_errors_are_one_line(s3_bucket, capsys):
     assert main(["images", "s3://no-such-bucket-here/x", "--out", str(s3_bucket)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "s3://no-such-bucket-here/x" in err[0], err
+
+
+# --- Issue 9: models show / promote through the gate / export --------------------------------
+def test_models_promote_show_and_export(better_than_gray, tiny_dataset, tmp_path, capsys):
+    from support import TINY_GENERATOR
+
+    from colorization.models import build_generator
+
+    source_root, trained = better_than_gray
+    for url in storage.list_files(storage.join(source_root, trained)):
+        storage.write_bytes(storage.join(str(tmp_path / "home" / "models"),
+                                         storage.relative_key(url, source_root)),
+                            storage.read_bytes(url))
+    untrained = versions.new_model_id("untrained")
+    versions.save_version(build_generator(TINY_GENERATOR, seed=7), {
+        "stage": "pretrain", "generator": TINY_GENERATOR.to_dict(), "image_size": 32,
+        "dataset": tiny_dataset}, model_id=untrained)
+    gate = ["--device", "cpu", "--dataset", tiny_dataset]
+    assert main(["models", "promote", trained, *gate]) == 0
+    assert "first model" in capsys.readouterr().out
+    # A worse challenger: refused in one line, exit 1, the champion stays.
+    assert main(["models", "promote", untrained, *gate]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"colorize: refused: {untrained}: worse than")
+    assert versions.champion() == trained
+    # --force bypasses the gate and says so in the history.
+    assert main(["models", "promote", untrained, "--force", "--reason", "ops test"]) == 0
+    capsys.readouterr()
+    assert versions.champion() == untrained
+    assert (versions.history()[-1]["forced"], versions.history()[-1]["reason"]) == (
+        True, "ops test")
+
+    assert main(["models", "show", trained]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["model_id"] == trained and card["champion"] is False
+    assert card["hardware"]["device"] == "cpu" and "git_commit" in card
+    assert [d["promoted"] for d in card["decisions"]] == [True, False, True]
+    assert main(["models", "show"]) == 0  # the champion
+    assert json.loads(capsys.readouterr().out)["model_id"] == untrained
+
+    out = tmp_path / "exported" / "g.onnx"
+    assert main(["models", "export", trained, "--format", "onnx", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out) and out.stat().st_size > 1000
+    assert main(["models", "export", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model 'nope'" in err[0]

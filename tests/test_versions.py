@@ -92,3 +92,56 @@ def test_failed_promotion_keeps_the_previous_champion(monkeypatch):
     monkeypatch.setattr(storage, "write_bytes", real_write)
     assert versions.champion() == first
     assert [entry["model_id"] for entry in storage.read_json(pointer)["history"]] == [first]
+
+
+# --- Issue 9: lineage and the decision history ------------------------------------------------
+def test_training_cards_carry_their_lineage(tiny_model, tiny_dataset):
+    import subprocess
+    from pathlib import Path
+
+    from colorization.shards import manifest_digest, read_manifest
+
+    models_root, model_id = tiny_model
+    card = versions.read_card(model_id, models_root=models_root)
+    assert card["dataset"] == tiny_dataset
+    assert card["dataset_snapshot"] == read_manifest(tiny_dataset)["inputs_digest"][:12]
+    assert card["dataset_manifest_sha256"] == manifest_digest(tiny_dataset)
+    assert card["train_config"]["generator"] == card["generator"]
+    assert card["training"]["seconds"] > 0 and card["training"]["epochs"] == 2
+    hardware = card["hardware"]
+    assert hardware["device"] == "cpu" and hardware["device_name"]
+    assert hardware["precision"] == card["training"]["precision"]
+    # Run from this checkout, the card names its commit.
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(versions.__file__).parent, check=True).stdout.strip()
+    assert card["git_commit"] == head and isinstance(card["git_dirty"], bool)
+
+
+def test_code_commit_from_the_environment_or_unknown_without_git(monkeypatch, tmp_path):
+    monkeypatch.setenv("COLORIZATION_GIT_COMMIT", "abc123")
+    assert versions.code_commit() == {"git_commit": "abc123", "git_dirty": None}
+    monkeypatch.delenv("COLORIZATION_GIT_COMMIT")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git on the path: unknown, no failure
+    versions._checkout_commit.cache_clear()
+    try:
+        assert versions.code_commit() == {"git_commit": None, "git_dirty": None}
+        assert versions.read_card(_save())["git_commit"] is None
+    finally:
+        versions._checkout_commit.cache_clear()
+
+
+def test_history_keeps_forced_promotions_and_refusals():
+    first, second = _save(), _save("gan")
+    with pytest.raises(ValueError, match="needs a champion"):
+        versions.record_decision({"challenger": first, "promoted": False})
+    versions.promote(first, reason="by hand")
+    refused = versions.record_decision({"challenger": second, "champion": first,
+                                        "promoted": False, "forced": False, "reason": "worse"})
+    assert refused["model_id"] == first and versions.champion() == first
+    pointer = versions.champion_pointer()
+    assert pointer is not None and pointer["reason"] == "by hand"  # the champion's own
+    versions.promote(second, reason="ops decided")
+    assert [(e["challenger"], e["promoted"], e["forced"], e["model_id"])
+            for e in versions.history()] == [(first, True, True, first),
+                                             (second, False, False, first),
+                                             (second, True, True, second)]
