@@ -39,7 +39,7 @@ from colorization.constants import (
     GATE_COLORFULNESS_GAP_MARGIN,
 )
 from colorization.evaluate import EvalConfig, evaluate_model
-from colorization.shards import manifest_digest
+from colorization.shards import manifest_digest, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ def decide(
 ) -> dict[str, Any]:
     """Run the gate for `challenger` (a model id) and record the decision; returns the
     history entry: `challenger`, `champion` (before), `promoted`, `forced` (False),
-    `reason`, `rule`, `dataset`, `dataset_manifest_sha256`, `split`, `metrics`
+    `reason`, `rule`, `dataset`, `dataset_snapshot`, `dataset_manifest_sha256`, `split`,
+    `metrics`
     ({"challenger": means, "champion": means or None}), `checks` (one per criterion),
     `model_id` (the champion after) and `decided_at`."""
     config = config or GateConfig()
@@ -108,9 +109,11 @@ def decide(
         raise ValueError(f"model {challenger}: no evaluation or training dataset in its card; "
                          "name the validation snapshot")
     digest = manifest_digest(dataset)
+    snapshot = str(read_manifest(dataset).get("inputs_digest", ""))[:12] or None
     decision: dict[str, Any] = {
         "challenger": challenger, "champion": champion, "forced": False, "rule": config.rule(),
-        "dataset": dataset, "dataset_manifest_sha256": digest, "split": config.split}
+        "dataset": dataset, "dataset_snapshot": snapshot, "dataset_manifest_sha256": digest,
+        "split": config.split}
     if champion is None:
         # Nothing to compare with: numbers are recorded when they exist, never computed.
         known = _known_metrics(card, dataset, digest, config.split)

@@ -51,6 +51,7 @@ def test_gate_refuses_a_worse_challenger_and_records_why(trained, untrained, tin
     assert refused["champion"] == trained and refused["challenger"] == untrained
     assert refused["dataset"] == tiny_dataset
     assert refused["dataset_manifest_sha256"] == manifest_digest(tiny_dataset)
+    assert refused["dataset_snapshot"] == versions.read_card(trained)["dataset_snapshot"]
     # Both models' numbers are the evaluation's own, on the same snapshot.
     ours, theirs = refused["metrics"]["challenger"], refused["metrics"]["champion"]
     assert ours == _independent(untrained, tiny_dataset)
