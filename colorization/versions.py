@@ -97,7 +97,7 @@ def _checkout_commit() -> tuple[tuple[str, Any], ...]:
     # Only a checkout that tracks this very file names the code (not a venv inside one).
     if git("ls-files", "--error-unmatch", Path(__file__).name) is None:
         return (("git_commit", None), ("git_dirty", None))
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    status = git("status", "--porcelain", "--untracked-files=no")  # the whole checkout
     return (("git_commit", git("rev-parse", "HEAD")),
             ("git_dirty", None if status is None else bool(status)))
 
