@@ -82,7 +82,10 @@ MIN_HUE_SPREAD = 3.0  # degrees; circular spread of the hue below this is one ti
 HUE_GRID = 16  # the hue spread is measured on a 16 x 16 grid of block means
 MIN_TRAIN_SHARDS = 32  # shards per split at full scale: DDP ranks x loader workers
 MIN_SHARD_SAMPLES = 16  # never split a split into shards smaller than this
-SAMPLE_FORMAT_VERSION = 2  # manifest format_version of snapshots with `lab.webp` samples
+SAMPLE_FORMAT_VERSION = 3  # manifest format_version of snapshots with `lab.zst` samples
+# Zstandard level of the `lab.zst` planes: level 1 is the smallest below 5 (the residuals are
+# near-noise, so higher levels find no more matches; negative levels are 40 % larger).
+SAMPLE_ZSTD_LEVEL = 1
 
 # --- Evaluation and review (issue 10) --------------------------------------------------------
 EVAL_CONFIDENCE = 0.95  # the summary's interval: Student-t on the per-photo values

@@ -15,10 +15,15 @@ from colorization.samples import (
     FilterConfig,
     convert_chunk,
     convert_many,
+    crop_scores,
+    decode_codes,
     decode_crop,
     decode_lab,
+    encode_codes,
     encode_lab,
     filter_scores,
+    sample_codes,
+    sample_lab,
 )
 
 FILTERS = FilterConfig(image_size=64, min_side=64, min_mean_chroma=3.0, min_hue_spread=3.0)
@@ -59,6 +64,59 @@ def test_storage_format_costs_under_half_a_ciede2000(fixture_photos):
         sizes.append(len(data))
     assert np.mean(errors) < 0.5 and max(errors) < 0.6
     assert np.mean(sizes) < 100_000 * (160 / 256) ** 2  # the 100 KB budget, scaled to 160 px
+
+
+def test_codes_round_trip_exactly_and_the_stored_lab_is_the_quantised_reference(fixture_photos):
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (3, 33, 33), dtype=np.uint8)  # wraps mod 256 everywhere
+    extremes = np.zeros((3, 8, 8), dtype=np.uint8)
+    extremes[:, ::2] = 255
+    for codes in (noise, extremes):
+        assert np.array_equal(decode_codes(encode_codes(codes)), codes)
+    path = sorted(fixture_photos.glob("*.jpg"))[2]
+    crop = decode_crop(path.read_bytes(), name=path.name, image_size=64)
+    reference = rgb2lab(crop)  # float64 [64, 64, 3]
+    expected = np.rint(np.stack([reference[..., 0] * 255 / 100, reference[..., 1] + 128,
+                                 reference[..., 2] + 128]))  # the documented codes
+    stored = convert_chunk([("p.jpg", path.read_bytes(), None)], FILTERS)[0].sample
+    assert stored is not None
+    codes = decode_codes(stored)
+    assert codes.shape == (3, 64, 64) and codes.dtype == np.uint8
+    # Rounding of OpenCV's Lab (within 0.02 of the reference): at most one code apart.
+    assert np.abs(codes - expected).max() <= 1 and np.mean(codes == expected) > 0.95
+    assert np.array_equal(sample_lab({"lab.zst": stored}), decode_lab(stored))
+
+
+def test_format_2_webp_samples_decode_to_the_same_codes():
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(codes.transpose(1, 2, 0), mode="RGB").save(buffer, format="WEBP",
+                                                                lossless=True)
+    webp = {"lab.webp": buffer.getvalue()}
+    assert np.array_equal(sample_codes(webp), codes)
+    lab = sample_lab(webp)
+    assert np.allclose(lab[0], codes[0].astype(np.float64) * 100 / 255, atol=1e-4)
+    assert np.array_equal(lab[1:], codes[1:].astype(np.float32) - 128)
+    legacy = io.BytesIO()
+    np.save(legacy, lab.astype(np.float16))
+    assert sample_codes({"lab.npy": legacy.getvalue()}) is None
+    assert np.allclose(sample_lab({"lab.npy": legacy.getvalue()}), lab, atol=0.05)
+
+
+@pytest.mark.parametrize("data", [b"", b"not zstd at all", encode_codes(
+    np.zeros((3, 4, 4), np.uint8))[:-3]])
+def test_a_broken_sample_is_a_value_error(data):
+    with pytest.raises(ValueError, match="lab.zst"):
+        decode_codes(data)
+
+
+def test_prepare_scores_are_the_filter_scores_of_the_reference_lab(fixture_photos):
+    for path in sorted(fixture_photos.glob("*.jpg"))[:4]:
+        rgb = decode_crop(path.read_bytes(), name=path.name, image_size=64)
+        fast, reference = crop_scores(rgb), filter_scores(rgb, rgb2lab(rgb).transpose(2, 0, 1))
+        assert fast["mean_chroma"] == pytest.approx(reference["mean_chroma"], abs=0.01)
+        assert fast["hue_spread"] == pytest.approx(reference["hue_spread"], abs=1e-3)
 
 
 def test_large_jpegs_decode_in_draft_mode_close_to_a_full_decode(fixture_photos):
