@@ -3,11 +3,13 @@
 Baseline (naive, one process): per photo, PIL full decode, resize the short side to 256
 (bicubic) and crop the centre, scikit-image `rgb2lab`, float16 array (the old storage).
 Candidate: `prepare_dataset` on a folder of the same photos, everything included (hash
-order, JPEG draft decoding for large photos, batched LUT Lab conversion in worker
-processes, filters, lossless WebP encoding, shard tars, manifest). Photos: the real ones of
+order, libjpeg-turbo decoding (draft mode for large photos), OpenCV Lab, filters and the
+`lab.zst` encoding in worker processes, shard tars, manifest). Photos: the real ones of
 ../shared/data (COCO 640x480 and ImageNet ~500x375), or the 256-px test fixtures (at
-128 px) when that folder is absent. Rounds alternate; last line: one JSON object with
-`ratio` = candidate images/s over baseline images/s.
+128 px) when that folder is absent. One untimed warm-up of both paths on a few photos
+(imports, the worker pool, first-call allocations), then rounds alternate and each path's
+median round counts; last line: one JSON object with `ratio` = candidate images/s over
+baseline images/s and the 1-minute load average (other jobs on the machine slow both).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 N_PHOTOS = 240
-ROUNDS = 2
+ROUNDS = 3
+WARM_UP = 16  # photos
 
 
 def _photos() -> tuple[list[Path], int]:
@@ -63,6 +67,9 @@ def main() -> dict[str, object]:
         source.mkdir()
         for photo in photos:
             (source / photo.name).write_bytes(photo.read_bytes())
+        naive(data[:WARM_UP], size)
+        prepare_dataset(PrepareConfig(source=str(source), image_size=size, sample_size=WARM_UP,
+                                      output=str(Path(tmp) / "warm-up")))
         base_s, cand_s, manifest = [], [], {}
         for index in range(ROUNDS):
             started = time.perf_counter()
@@ -76,8 +83,8 @@ def main() -> dict[str, object]:
             manifest = read_manifest(out)
             print(f"round {index}: naive {len(photos) / base_s[-1]:.1f} images/s, prepare "
                   f"{len(photos) / cand_s[-1]:.1f} images/s", file=sys.stderr)
-    baseline = len(photos) / (sum(base_s) / ROUNDS)
-    candidate = len(photos) / (sum(cand_s) / ROUNDS)
+    baseline = len(photos) / statistics.median(base_s)
+    candidate = len(photos) / statistics.median(cand_s)
     return {"photos": len(photos), "image_size": size, "workers": os.cpu_count(),
             "baseline_naive_images_per_s": round(baseline, 1),
             "prepare_images_per_s": round(candidate, 1),

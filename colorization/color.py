@@ -78,13 +78,23 @@ def load_image(data: bytes, *, name: str = "<bytes>",
     """
     try:
         with Image.open(io.BytesIO(data)) as opened:
-            if draft is not None and opened.format == "JPEG":
-                opened.draft("RGB", draft)
-            opened.load()
-            img: Image.Image = ImageOps.exif_transpose(opened)  # a copy: outlives `with`
-            if img.mode in _SIXTEEN_BIT_MODES or img.mode in _WIDE_MODES:
-                img = to_8_bit_gray(img)
-            return img if img.mode == "RGB" else img.convert("RGB")  # no second copy
+            return decode_opened(opened, name=name, draft=draft)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{name}: not a readable image ({exc})") from exc
+
+
+def decode_opened(opened: Image.Image, *, name: str = "<bytes>",
+                  draft: tuple[int, int] | None = None) -> Image.Image:
+    """`load_image` of an image `Image.open` gave (its header read once, by the caller, who
+    also closes it); the result outlives it."""
+    try:
+        if draft is not None and opened.format == "JPEG":
+            opened.draft("RGB", draft)
+        opened.load()
+        img: Image.Image = ImageOps.exif_transpose(opened)  # a copy: outlives `opened`
+        if img.mode in _SIXTEEN_BIT_MODES or img.mode in _WIDE_MODES:
+            img = to_8_bit_gray(img)
+        return img if img.mode == "RGB" else img.convert("RGB")  # no second copy
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{name}: not a readable image ({exc})") from exc
 

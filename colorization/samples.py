@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from PIL import Image
+import simplejpeg
+from PIL import ExifTags, Image
 
 from colorization import color
 from colorization.constants import HUE_GRID, SAMPLE_ZSTD_LEVEL
@@ -97,35 +98,53 @@ class Dropped(ValueError):
 def decode_crop(data: bytes, *, name: str, image_size: int, min_side: int = 1,
                 expected_size: tuple[int, int] | None = None) -> np.ndarray:
     """Image bytes -> uint8 RGB centre square [S, S, 3], resized with Pillow's antialiased
-    bilinear (triangle) filter: as sharp as bicubic after a 2x reduction, half the taps.
+    bilinear (triangle) filter: half the taps of bicubic, and no ringing; smoother than
+    area averaging, which makes samples ~4 % larger.
 
     Large JPEGs are decoded in draft mode (libjpeg's DCT scaling) at the smallest power-of-
     two reduction that still leaves the short side >= `image_size`, so a 4000-px photo
     never decodes at full size. Raises `Dropped` for unreadable, mis-sized or small photos.
     """
     try:
-        with Image.open(io.BytesIO(data)) as header:
-            size, fmt = header.size, header.format
+        opened = Image.open(io.BytesIO(data))  # the header only: one parse, reused below
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise Dropped("unreadable", f"{name}: not a readable image ({exc})") from exc
-    if expected_size is not None and tuple(size) != tuple(expected_size):
-        raise Dropped("size_mismatch", f"{name}: {size[0]}x{size[1]}, annotation says "
-                      f"{expected_size[0]}x{expected_size[1]}")
-    if min(size) < min_side:
-        raise Dropped("too_small", f"{name}: {size[0]}x{size[1]} is below {min_side} px")
-    draft = None
-    if fmt == "JPEG" and min(size) >= 2 * image_size:
-        scale = image_size / min(size)
-        draft = (math.ceil(size[0] * scale), math.ceil(size[1] * scale))
-    try:
-        img = color.load_image(data, name=name, draft=draft)
-    except ValueError as exc:
-        raise Dropped("unreadable", str(exc)) from exc
+    with opened:
+        size, fmt = opened.size, opened.format
+        if expected_size is not None and tuple(size) != tuple(expected_size):
+            raise Dropped("size_mismatch", f"{name}: {size[0]}x{size[1]}, annotation says "
+                          f"{expected_size[0]}x{expected_size[1]}")
+        if min(size) < min_side:
+            raise Dropped("too_small", f"{name}: {size[0]}x{size[1]} is below {min_side} px")
+        draft = None
+        if fmt == "JPEG" and min(size) >= 2 * image_size:
+            scale = image_size / min(size)
+            draft = (math.ceil(size[0] * scale), math.ceil(size[1] * scale))
+        fast = _fast_jpeg(data, opened) if fmt == "JPEG" and draft is None else None
+        if fast is not None:
+            img = Image.fromarray(fast)
+        else:
+            try:
+                img = color.decode_opened(opened, name=name, draft=draft)
+            except ValueError as exc:
+                raise Dropped("unreadable", str(exc)) from exc
     side = min(img.size)
     left, top = (img.width - side) // 2, (img.height - side) // 2
     square = img.resize((image_size, image_size), Image.Resampling.BILINEAR,
                         box=(left, top, left + side, top + side))
     return np.asarray(square, dtype=np.uint8)  # [S, S, 3]
+
+
+def _fast_jpeg(data: bytes, opened: Image.Image) -> np.ndarray | None:
+    """An RGB JPEG decoded by libjpeg-turbo straight into an array [H, W, 3] (simplejpeg,
+    ~1 ms a photo less than Pillow); None where Pillow decodes it instead: an EXIF rotation,
+    CMYK or grey, or an error (Pillow tolerates some and names the rest)."""
+    if opened.mode != "RGB" or opened.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        return None
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except ValueError:
+        return None
 
 
 def filter_scores(rgb: np.ndarray, lab: np.ndarray) -> dict[str, float]:

@@ -119,6 +119,37 @@ def test_prepare_scores_are_the_filter_scores_of_the_reference_lab(fixture_photo
         assert fast["hue_spread"] == pytest.approx(reference["hue_spread"], abs=1e-3)
 
 
+def test_the_fast_jpeg_path_gives_pillows_pixels_and_honours_exif_rotation(fixture_photos,
+                                                                           monkeypatch):
+    from colorization import samples
+
+    def even_margin(photo) -> bool:  # rotated, an odd margin moves the centre crop by 1 px
+        with Image.open(photo) as img:
+            return (img.width - img.height) % 2 == 0
+
+    path = next(p for p in sorted(fixture_photos.glob("*.jpg")) if even_margin(p))
+    size = 96  # over half the short side (170 px): no draft mode, so the fast path
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as opened:
+        assert samples._fast_jpeg(data, opened) is not None  # this one takes the fast path
+    fast = decode_crop(data, name=path.name, image_size=size)
+    with Image.open(path) as img:
+        exif = img.getexif()
+        exif[0x0112] = 6  # EXIF orientation: rotate 90 degrees clockwise to display
+        buffer = io.BytesIO()
+        img.save(buffer, format="JPEG", quality=90, exif=exif.tobytes())
+        rotated = buffer.getvalue()
+        upright = _jpeg(img.transpose(Image.Transpose.ROTATE_270), quality=90)
+    monkeypatch.setattr(samples, "_fast_jpeg", lambda data, opened: None)  # Pillow only
+    assert np.array_equal(decode_crop(data, name=path.name, image_size=size), fast)
+    monkeypatch.undo()
+    turned = decode_crop(rotated, name="rotated.jpg", image_size=size).astype(float)
+    plain = decode_crop(upright, name="upright.jpg", image_size=size).astype(float)
+    assert np.abs(turned - plain).mean() < 3  # the same view (JPEG noise of two encodings)
+    unturned = np.rot90(decode_crop(upright, name="u.jpg", image_size=size), 1).astype(float)
+    assert np.abs(turned - unturned).mean() > 10  # ...and not the stored, unrotated one
+
+
 def test_large_jpegs_decode_in_draft_mode_close_to_a_full_decode(fixture_photos):
     path = sorted(fixture_photos.glob("*.jpg"))[3]
     with Image.open(path) as img:
