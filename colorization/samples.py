@@ -17,9 +17,10 @@ Sample format (format_version 3): `lab.zst`, three Zstandard frames, one per pla
 8-bit codes L * 255 / 100, a + 128 and b + 128 (rounded, clipped; planar [3, S, S]), each
 frame holding the plane's 2-D differences x - left - up + up-left (mod 256, zero outside),
 which a summed-area table (cv2.integral) undoes. Quantisation costs ~0.35 mean CIEDE2000
-(tests/test_samples.py measures it) at ~96 KB per 256-px COCO photo; it encodes in ~1 ms and
-decodes in ~0.3 ms, against 9-12 ms and 1.5 ms for format_version 2's lossless WebP
-`lab.webp` (the same codes, ~88 KB), which still loads, as does format_version 1's float16
+(tests/test_samples.py measures it); on the real photos of shared/data a 256-px sample
+takes ~88 KB (~91 KB in its shard, tar headers included), encodes in ~0.3 ms and decodes in
+~0.3 ms, against ~80 KB, 9-12 ms and 1.5 ms for format_version 2's lossless WebP
+`lab.webp` of the same codes, which still loads, as does format_version 1's float16
 `lab.npy` (~396 KB).
 """
 
@@ -40,7 +41,13 @@ import simplejpeg
 from PIL import ExifTags, Image
 
 from colorization import color
-from colorization.constants import HUE_GRID, SAMPLE_ZSTD_LEVEL
+from colorization.constants import (
+    HUE_GRID,
+    SAMPLE_ZSTD_HASH_LOG,
+    SAMPLE_ZSTD_LEVEL,
+    SAMPLE_ZSTD_MIN_MATCH,
+    SAMPLE_ZSTD_WINDOW_LOG,
+)
 
 try:  # Python 3.14+: the standard library's Zstandard (PEP 784); before: its backport
     from compression import zstd  # type: ignore[import-not-found,unused-ignore]
@@ -56,6 +63,10 @@ DROP_REASONS = ("excluded", "unreadable", "size_mismatch", "too_small", "graysca
                 "single_tint")
 L_CODE_SCALE = 255.0 / 100.0  # 8-bit code of L = L * 255 / 100
 AB_CODE_OFFSET = 128.0  # 8-bit codes of a, b = a + 128, b + 128
+_ZSTD_OPTIONS = {zstd.CompressionParameter.compression_level: SAMPLE_ZSTD_LEVEL,
+                 zstd.CompressionParameter.window_log: SAMPLE_ZSTD_WINDOW_LOG,
+                 zstd.CompressionParameter.hash_log: SAMPLE_ZSTD_HASH_LOG,
+                 zstd.CompressionParameter.min_match: SAMPLE_ZSTD_MIN_MATCH}
 # codes = M @ (L, a, b, 1): [3, 4]
 _QUANT_MATRIX = np.array([[L_CODE_SCALE, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, AB_CODE_OFFSET],
                           [0.0, 0.0, 1.0, AB_CODE_OFFSET]], dtype=np.float32)
@@ -211,7 +222,7 @@ def encode_codes(codes: np.ndarray) -> bytes:
     across[:, :, 1:] -= codes[:, :, :-1]  # x - left
     residuals = across.copy()
     residuals[:, 1:, :] -= across[:, :-1, :]  # ... - (up - upleft)
-    return b"".join(zstd.compress(plane.tobytes(), SAMPLE_ZSTD_LEVEL) for plane in residuals)
+    return b"".join(zstd.compress(plane.tobytes(), options=_ZSTD_OPTIONS) for plane in residuals)
 
 
 def encode_lab(lab: np.ndarray) -> bytes:
@@ -286,15 +297,16 @@ def sample_lab(sample: dict) -> np.ndarray:
 def crop_scores(rgb: np.ndarray) -> dict[str, float]:
     """`filter_scores` of a crop uint8 [S, S, 3] exactly as `convert_chunk` computes them."""
     linear = color.srgb8_to_linear(rgb)
-    lab = color.linear_to_lab(linear)
-    return _scores(linear, lab[..., 1], lab[..., 2])
+    _, a, b = cv2.split(color.linear_to_lab(linear))
+    return _scores(linear, a, b)
 
 
 def _convert(rgb: np.ndarray, outcome: Outcome, config: FilterConfig) -> None:
     """Scores, filters and (when kept) the encoded sample of one crop [S, S, 3]."""
     linear = color.srgb8_to_linear(rgb)  # [S, S, 3] float32
     lab = color.linear_to_lab(linear)  # [S, S, 3]
-    outcome.scores = _scores(linear, lab[..., 1], lab[..., 2])
+    _, a, b = cv2.split(lab)  # contiguous planes [S, S]
+    outcome.scores = _scores(linear, a, b)
     dropped = drop_reason(outcome.scores, config)
     if dropped:
         outcome.reason, outcome.detail = dropped

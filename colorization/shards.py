@@ -45,6 +45,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ from colorization.constants import (
     MIN_TRAIN_SHARDS,
     PREPARE_BATCH,
     SAMPLE_FORMAT_VERSION,
+    SHARD_WRITE_THREADS,
 )
 from colorization.samples import DROP_REASONS, SAMPLE_ENCODING, SAMPLE_MEMBER, FilterConfig
 
@@ -334,13 +336,17 @@ def prepare_dataset(config: PrepareConfig, *, progress: Progress | None = None) 
     counts = select_sample(plan, results)
     shards: dict[str, list[dict[str, Any]]] = {}
     total, done = sum(counts.values()), 0
-    for split, count in counts.items():
-        shards[split] = []
-        for index in range(count):
-            shards[split].append(write_shard(plan, split, index))
-            done += 1
-            if progress:
-                progress("shards", done, total)
+    # Threads: each shard waits mostly on its write and fsync, which release the GIL.
+    with ThreadPoolExecutor(SHARD_WRITE_THREADS) as pool:
+        futures = {split: [pool.submit(write_shard, plan, split, index)
+                           for index in range(count)] for split, count in counts.items()}
+        for split, pending in futures.items():
+            shards[split] = []
+            for future in pending:
+                shards[split].append(future.result())
+                done += 1
+                if progress:
+                    progress("shards", done, total)
     manifest = write_manifest(plan, shards)
     logger.info("snapshot %s: %d train / %d val, %d dropped, %.1f KB per sample", plan.out,
                 manifest["counts"]["train"], manifest["counts"]["val"],
