@@ -34,6 +34,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -314,9 +315,14 @@ def _convert(rgb: np.ndarray, outcome: Outcome, config: FilterConfig) -> None:
         outcome.sample = encode_codes(quantise(lab).transpose(2, 0, 1))  # codes [3, S, S]
 
 
-def convert_chunk(items: Sequence[tuple[str, bytes | str, tuple[int, int] | None]],
-                  config: FilterConfig) -> list[Outcome]:
-    """Photos (id, bytes or an error message, expected size) -> outcomes, in order.
+# A photo to convert: (id, its bytes, a local file, or the message of a failed fetch, the
+# size its annotation gives).
+Item = tuple[str, bytes | str | Path, tuple[int, int] | None]
+
+
+def convert_chunk(items: Sequence[Item], config: FilterConfig) -> list[Outcome]:
+    """Photos (id, bytes or a local file or an error message, expected size) -> outcomes,
+    in order.
 
     One photo at a time from decode to encoded sample, while its crop is still in cache.
     """
@@ -324,6 +330,12 @@ def convert_chunk(items: Sequence[tuple[str, bytes | str, tuple[int, int] | None
     for photo_id, data, expected in items:
         outcome = Outcome(photo_id)
         outcomes.append(outcome)
+        if isinstance(data, Path):
+            path = data
+            try:
+                data = path.read_bytes()
+            except OSError as exc:  # missing / unreadable file: reported, the rest goes on
+                data = f"{path}: cannot read ({exc})"
         if isinstance(data, str):  # the fetch already failed; data is its message
             outcome.reason, outcome.detail = "unreadable", data
             continue
@@ -362,8 +374,8 @@ def _shutdown_pool() -> None:
         _pool.shutdown(cancel_futures=True)
 
 
-def convert_many(items: Sequence[tuple[str, bytes | str, tuple[int, int] | None]],
-                 config: FilterConfig, *, workers: int, chunk: int) -> list[Outcome]:
+def convert_many(items: Sequence[Item], config: FilterConfig, *, workers: int,
+                 chunk: int) -> list[Outcome]:
     """`convert_chunk` over many photos, in `workers` processes (inline when 1); in order."""
     chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
     if workers <= 1 or len(chunks) <= 1:

@@ -204,3 +204,13 @@ def test_hue_spread_of_a_toned_photo_is_near_zero_and_real_photos_vary(fixture_p
     gray = np.repeat(rgb.mean(axis=-1, keepdims=True).astype(np.uint8), 3, axis=-1)
     gray_scores = filter_scores(gray, color.srgb8_to_lab(gray))
     assert gray_scores["mean_chroma"] < 0.01 and gray_scores["hue_spread"] == 0.0
+
+
+def test_local_files_are_read_by_the_converting_process_and_a_missing_one_is_reported(
+        fixture_photos, tmp_path):
+    path = sorted(fixture_photos.glob("*.jpg"))[0]
+    items = [("there.jpg", path, None), ("gone.jpg", tmp_path / "gone.jpg", None)]
+    there, gone = convert_many(items, FILTERS, workers=2, chunk=1)
+    assert there.reason is None
+    assert there.sample == convert_chunk([("b.jpg", path.read_bytes(), None)], FILTERS)[0].sample
+    assert gone.reason == "unreadable" and "gone.jpg: cannot read" in gone.detail
