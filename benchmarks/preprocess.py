@@ -3,11 +3,16 @@
 Baseline (naive, one process): per photo, PIL full decode, resize the short side to 256
 (bicubic) and crop the centre, scikit-image `rgb2lab`, float16 array (the old storage).
 Candidate: `prepare_dataset` on a folder of the same photos, everything included (hash
-order, JPEG draft decoding for large photos, batched LUT Lab conversion in worker
-processes, filters, lossless WebP encoding, shard tars, manifest). Photos: the real ones of
+order, libjpeg-turbo decoding (draft mode for large photos), OpenCV Lab, filters and the
+`lab.zst` encoding in worker processes, shard tars, manifest). Photos: the real ones of
 ../shared/data (COCO 640x480 and ImageNet ~500x375), or the 256-px test fixtures (at
-128 px) when that folder is absent. Rounds alternate; last line: one JSON object with
-`ratio` = candidate images/s over baseline images/s.
+128 px) when that folder is absent. One untimed warm-up of both paths on a few photos
+(imports, the worker pool, first-call allocations), then rounds alternate and each path's
+median round counts; last line: one JSON object with `ratio` = candidate images/s over
+baseline images/s and the 1-minute load average (other jobs on the machine slow both).
+Beside them, CPU milliseconds per photo of each path (the candidate's worker processes
+included), which other jobs disturb far less than wall time, and `ratio_two_free_cores`:
+what the ratio would be with both cores free (naive CPU time over half the candidate's).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 N_PHOTOS = 240
-ROUNDS = 2
+ROUNDS = 3
+WARM_UP = 16  # photos
 
 
 def _photos() -> tuple[list[Path], int]:
@@ -52,6 +59,15 @@ def naive(data: list[bytes], size: int) -> None:
         np.save(buffer, rgb2lab(crop).astype(np.float16).transpose(2, 0, 1))
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its live children (the conversion pool)."""
+    import psutil
+
+    me = psutil.Process()
+    times = [me.cpu_times()] + [child.cpu_times() for child in me.children(recursive=True)]
+    return sum(t.user + t.system for t in times)
+
+
 def main() -> dict[str, object]:
     photos, size = _photos()
     data = [p.read_bytes() for p in photos]
@@ -63,26 +79,36 @@ def main() -> dict[str, object]:
         source.mkdir()
         for photo in photos:
             (source / photo.name).write_bytes(photo.read_bytes())
-        base_s, cand_s, manifest = [], [], {}
+        naive(data[:WARM_UP], size)
+        prepare_dataset(PrepareConfig(source=str(source), image_size=size, sample_size=WARM_UP,
+                                      output=str(Path(tmp) / "warm-up")))
+        base_s, cand_s, base_cpu, cand_cpu, manifest = [], [], [], [], {}
         for index in range(ROUNDS):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _cpu_s()
             naive(data, size)
             base_s.append(time.perf_counter() - started)
-            started = time.perf_counter()
+            base_cpu.append(_cpu_s() - cpu)
+            started, cpu = time.perf_counter(), _cpu_s()
             out = prepare_dataset(PrepareConfig(source=str(source), image_size=size,
                                                 sample_size=len(photos),
                                                 output=str(Path(tmp) / f"snap{index}")))
             cand_s.append(time.perf_counter() - started)
+            cand_cpu.append(_cpu_s() - cpu)
             manifest = read_manifest(out)
             print(f"round {index}: naive {len(photos) / base_s[-1]:.1f} images/s, prepare "
                   f"{len(photos) / cand_s[-1]:.1f} images/s", file=sys.stderr)
-    baseline = len(photos) / (sum(base_s) / ROUNDS)
-    candidate = len(photos) / (sum(cand_s) / ROUNDS)
+    baseline = len(photos) / statistics.median(base_s)
+    candidate = len(photos) / statistics.median(cand_s)
+    naive_ms = statistics.median(base_cpu) / len(photos) * 1000
+    prepare_ms = statistics.median(cand_cpu) / len(photos) * 1000
     return {"photos": len(photos), "image_size": size, "workers": os.cpu_count(),
             "baseline_naive_images_per_s": round(baseline, 1),
             "prepare_images_per_s": round(candidate, 1),
             "kept": manifest["counts"]["kept"], "dropped": manifest["counts"]["dropped"],
             "bytes_per_sample": manifest["bytes"]["per_sample"],
+            "naive_cpu_ms_per_photo": round(naive_ms, 2),
+            "prepare_cpu_ms_per_photo": round(prepare_ms, 2),
+            "ratio_two_free_cores": round(naive_ms / (prepare_ms / 2), 3),
             "loadavg_1min": round(os.getloadavg()[0], 2),
             "ratio": round(candidate / baseline, 3)}
 

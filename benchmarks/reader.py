@@ -1,11 +1,13 @@
-"""Benchmark: training batches from local shards, new (format 2, lossless WebP) vs old.
+"""Benchmark: training batches from local shards, the new format (3, `lab.zst`) vs older.
 
-Both snapshots hold the same photos at 256 px: the new one written by `prepare_dataset`,
-the old one (format_version 1, float16 `lab.npy`, what prepare wrote before) rebuilt from
-the same Lab. Batches of 16 with shuffling and flips, through `make_loader`, whole epochs
-including worker start-up, with 2 loader workers (and 0, reported beside). Last line: one
-JSON object: `images_per_s` (new format, 2 workers), bytes per sample of both formats and
-`ratio` = new over old images/s at 2 workers.
+All snapshots hold the same photos at 256 px: the new one written by `prepare_dataset`,
+the older ones rebuilt from its samples in the same shard layout: format_version 2 (what
+prepare wrote before: lossless WebP `lab.webp` of the same 8-bit codes, WebP method 1)
+and format_version 1 (float16 `lab.npy`). Batches of 16 with shuffling and flips, through
+`make_loader`, whole epochs including worker start-up, with 2 loader workers (the new
+format also with 0, reported beside). Last line: one JSON object: `images_per_s` (new
+format, 2 workers), bytes per sample of each format and `ratio` = new over format 2
+images/s at 2 workers.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ def _photos() -> list[Path]:
     return sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
 
 
-def _old_format_copy(new: Path, old: Path) -> None:
-    """The same samples as format_version 1 (float16 lab.npy), same shard layout."""
+def _old_format_copy(new: Path, old: Path, version: int) -> None:
+    """The same samples as format_version 1 (float16 lab.npy) or 2 (WebP lab.webp)."""
     import numpy as np
+    from PIL import Image
 
-    from colorization.samples import decode_lab
+    from colorization.samples import decode_codes, dequantise
 
     manifest = json.loads((new / "manifest.json").read_text())
     for split in manifest["splits"].values():
@@ -47,15 +50,21 @@ def _old_format_copy(new: Path, old: Path) -> None:
             with tarfile.open(new / shard["name"]) as src, tarfile.open(target, "w") as dst:
                 for member in src.getmembers():
                     payload = src.extractfile(member).read()  # type: ignore[union-attr]
-                    if member.name.endswith(".lab.webp"):
+                    if member.name.endswith(".lab.zst"):
+                        codes = decode_codes(payload)  # [3, S, S]
                         buffer = io.BytesIO()
-                        np.save(buffer, decode_lab(payload).astype(np.float16))
+                        if version == 1:
+                            np.save(buffer, dequantise(codes).astype(np.float16))
+                        else:
+                            Image.fromarray(codes.transpose(1, 2, 0), mode="RGB").save(
+                                buffer, format="WEBP", lossless=True, quality=0, method=1)
                         payload = buffer.getvalue()
-                        member = tarfile.TarInfo(member.name[: -len("webp")] + "npy")
+                        suffix = "npy" if version == 1 else "webp"
+                        member = tarfile.TarInfo(member.name[: -len("zst")] + suffix)
                     member.size = len(payload)
                     dst.addfile(member, io.BytesIO(payload))
             shard["bytes"] = target.stat().st_size
-    manifest["format_version"] = 1
+    manifest["format_version"] = version
     (old / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -85,28 +94,26 @@ def main() -> dict[str, object]:
         new = prepare_dataset(PrepareConfig(source=str(source), image_size=size,
                                             sample_size=len(photos), val_fraction=0.05,
                                             output=str(Path(tmp) / "new")))
-        old = Path(tmp) / "old"
-        _old_format_copy(Path(new), old)
-        sizes = {}
-        for label, path in (("new", new), ("old", str(old))):
-            manifest = read_manifest(path)
-            shards = manifest["splits"]["train"]["shards"]
-            sizes[label] = sum(s["bytes"] for s in shards) / sum(s["count"] for s in shards)
+        paths = {"format3": new}
+        for version in (1, 2):
+            paths[f"format{version}"] = str(Path(tmp) / f"format{version}")
+            _old_format_copy(Path(new), Path(paths[f"format{version}"]), version)
         figures: dict[str, object] = {"image_size": size,
                                       "train_samples": read_manifest(new)["counts"]["train"]}
-        for label, path in (("old", str(old)), ("new", new)):
-            for workers in (0, 2):
-                rate = _rate(path, workers)
-                figures[f"{label}_workers{workers}_images_per_s"] = round(rate, 1)
-                print(f"{label} format, {workers} workers: {rate:.1f} images/s", file=sys.stderr)
-        figures.update({
-            "images_per_s": figures["new_workers2_images_per_s"],
-            "bytes_per_sample_new": round(sizes["new"]),
-            "bytes_per_sample_old": round(sizes["old"]),
-            "loadavg_1min": round(os.getloadavg()[0], 2),
-            "ratio": round(float(figures["new_workers2_images_per_s"])  # type: ignore[arg-type]
-                           / float(figures["old_workers2_images_per_s"]), 3),  # type: ignore[arg-type]
-        })
+        for label, path in paths.items():
+            shards = read_manifest(path)["splits"]["train"]["shards"]
+            figures[f"bytes_per_sample_{label}"] = round(sum(s["bytes"] for s in shards)
+                                                         / sum(s["count"] for s in shards))
+        runs = [("format1", 2), ("format2", 2), ("format3", 0), ("format3", 2)]
+        for label, workers in runs:
+            rate = _rate(paths[label], workers)
+            figures[f"{label}_workers{workers}_images_per_s"] = round(rate, 1)
+            print(f"{label}, {workers} workers: {rate:.1f} images/s", file=sys.stderr)
+        new_rate = float(figures["format3_workers2_images_per_s"])  # type: ignore[arg-type]
+        old_rate = float(figures["format2_workers2_images_per_s"])  # type: ignore[arg-type]
+        figures.update({"images_per_s": round(new_rate, 1),
+                        "loadavg_1min": round(os.getloadavg()[0], 2),
+                        "ratio": round(new_rate / old_rate, 3)})
     return figures
 
 

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 import webdataset as wds
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, get_worker_info
 
 from colorization import color, paths, storage
 from colorization.constants import SHUFFLE_BUFFER
-from colorization.shards import read_manifest, sample_lab
+from colorization.samples import AB_CODE_OFFSET, L_CODE_SCALE, sample_codes, sample_lab
+from colorization.shards import read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -142,12 +144,39 @@ def _is_prefect_hook(hook: object) -> bool:
     return type(owner).__module__.startswith("prefect.")
 
 
-def _to_pair(sample: dict, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw sample (either format_version) -> (L [1, S, S], ab [2, S, S]), in [-1, 1]."""
-    lab = sample_lab(sample)  # [3, S, S]
+def _to_lab(sample: dict, augment: bool) -> np.ndarray:
+    """Raw sample -> its 8-bit Lab codes, uint8 [3, S, S] (format_version 2 and 3), or
+    float32 Lab [3, S, S] (format_version 1); flipped left-right half of the time."""
+    lab = sample_codes(sample)
+    if lab is None:
+        lab = sample_lab(sample)
     if augment and torch.rand(()) < 0.5:
-        lab = lab.flip(-1)
-    return color.normalize_l(lab[:1]), color.normalize_ab(lab[1:])
+        lab = lab[..., ::-1]  # a view: the collation copies
+    return lab
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty float32 batch tensor; in a loader worker it is made in shared memory, so
+    handing it to the training process copies nothing (as torch's default collation)."""
+    out = torch.empty(shape)
+    return out.share_memory_() if get_worker_info() is not None else out
+
+
+def _collate(labs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples from `_to_lab` -> (L [B, 1, S, S], ab [B, 2, S, S]), both in [-1, 1].
+
+    The 8-bit codes are stacked as uint8 and converted once per batch: L / 50 - 1 is
+    code * (100 / 255) / 50 - 1, ab / 110 is (code - 128) / 110, clamped.
+    """
+    stacked = torch.from_numpy(np.stack(labs))  # [B, 3, S, S]
+    if stacked.dtype != torch.uint8:  # float Lab of format_version 1
+        return color.normalize_l(stacked[:, :1]), color.normalize_ab(stacked[:, 1:])
+    batch, _, height, width = stacked.shape
+    l_norm = _batch_tensor((batch, 1, height, width))
+    l_norm.copy_(stacked[:, :1]).mul_(1.0 / (L_CODE_SCALE * color.L_CENTER)).sub_(1.0)
+    ab = _batch_tensor((batch, 2, height, width))
+    ab.copy_(stacked[:, 1:]).sub_(AB_CODE_OFFSET).div_(color.AB_SCALE).clamp_(-1.0, 1.0)
+    return l_norm, ab
 
 
 def _rank_shards(files: list[str], counts: list[int], config: LoaderConfig
@@ -166,7 +195,8 @@ def _rank_shards(files: list[str], counts: list[int], config: LoaderConfig
 
 
 def split_dataset(dataset: str, split: str, config: LoaderConfig) -> wds.WebDataset:
-    """An iterable dataset of (L, ab) pairs over one split: one pass is one epoch."""
+    """An iterable dataset over one split, one pass an epoch: per sample its Lab as
+    `_to_lab` gives it; `_collate` makes (L, ab) batches of them."""
     files, _ = _rank_shards(local_shards(dataset, split), _shard_counts(dataset, split), config)
     pipeline = wds.WebDataset(
         files,
@@ -178,8 +208,8 @@ def split_dataset(dataset: str, split: str, config: LoaderConfig) -> wds.WebData
     if config.shuffle:
         pipeline = pipeline.shuffle(SHUFFLE_BUFFER, seed=config.seed)
     # A partial, not a lambda: it must pickle for DataLoader workers under `spawn`.
-    # Samples are decoded by `_to_pair` itself: WebP or npy, by what the shard holds.
-    return pipeline.map(partial(_to_pair, augment=config.augment))
+    # Samples are decoded by `_to_lab` itself, by what the shard holds; `_collate` batches.
+    return pipeline.map(partial(_to_lab, augment=config.augment))
 
 
 def _shard_counts(dataset: str, split: str) -> list[int]:
@@ -205,6 +235,7 @@ def make_loader(dataset: str, split: str, config: LoaderConfig) -> DataLoader | 
     loader = DataLoader(
         split_dataset(dataset, split, config),
         batch_size=config.batch_size,
+        collate_fn=_collate,
         num_workers=config.num_workers,
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=_forget_inherited_exit_hooks,

@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image
 
 from colorization import coco as coco_source
-from colorization import color, paths, storage
+from colorization import paths, storage
 from colorization.constants import (
     DEFAULT_IMAGE_SIZE,
     EXCLUDE_TAG,
@@ -30,7 +30,7 @@ from colorization.constants import (
     REVIEW_DATA_PREFIX,
 )
 from colorization.review import _excluded, _fo, load, local_media
-from colorization.samples import decode_crop, filter_scores
+from colorization.samples import crop_scores, decode_crop
 from colorization.shards import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,7 @@ def considered(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 def photo_scores(data: bytes, *, name: str, image_size: int) -> dict[str, float]:
     """The filters' scores of one photo, as prepare computes them (mean chroma, hue spread)."""
-    rgb = decode_crop(data, name=name, image_size=image_size)  # uint8 [S, S, 3]
-    return filter_scores(rgb, color.srgb8_to_lab(rgb))
+    return crop_scores(decode_crop(data, name=name, image_size=image_size))
 
 
 def _coco_boxes(objects: list[dict[str, Any]], data: bytes

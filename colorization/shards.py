@@ -9,14 +9,15 @@ conversion in worker processes), staged in a local work folder so an interrupted
 resumes; the Prefect flow maps the same library calls over tasks.
 
 A snapshot lives under one prefix: `manifest.json` plus `train/shard-00000.tar ...` and
-`val/...`. Each tar sample (WebDataset layout, key `<split><index:07d>`) holds `lab.webp`
-(format_version 2, see colorization.samples; format_version 1 held float16 `lab.npy`) and
+`val/...`. Each tar sample (WebDataset layout, key `<split><index:07d>`) holds `lab.zst`
+(format_version 3, see colorization.samples; format_version 2 held lossless WebP
+`lab.webp` and 1 float16 `lab.npy`, both still read) and
 `json` ({"id": photo id}). Tars are byte-identical across runs (fixed mtime, owner and
 order); each split has max(ceil(n / shard_size), min(32, n // 16)) shards of near-equal
 size. The manifest is written last, so a snapshot with a manifest is complete and
 immutable; preparing the same inputs again is a no-op. Manifest fields (version 2):
 
-- `format_version` (2), `sample` (member name and encoding), `options` (the PrepareConfig
+- `format_version` (3), `sample` (member name and encoding), `options` (the PrepareConfig
   fields that define the snapshot), `source`, `inputs_digest` (sha256 of the inputs, whose
   first 12 hex digits name the default folder), `code_version`, `created_at`;
 - `exclusions`: {"url": list used or null, "count": ids in it};
@@ -44,6 +45,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +68,9 @@ from colorization.constants import (
     MIN_TRAIN_SHARDS,
     PREPARE_BATCH,
     SAMPLE_FORMAT_VERSION,
+    SHARD_WRITE_THREADS,
 )
-from colorization.samples import DROP_REASONS, LEGACY_MEMBER, SAMPLE_MEMBER, FilterConfig
+from colorization.samples import DROP_REASONS, SAMPLE_ENCODING, SAMPLE_MEMBER, FilterConfig
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +215,7 @@ def convert_batch(plan: Plan, index: int) -> list[dict[str, Any]]:
         if "coco_id" in candidate:
             summary.update(coco_id=candidate["coco_id"], objects=candidate["objects"])
         if outcome.sample is not None:
-            summary["file"] = f"{folder.name}/{position:04d}.webp"
+            summary["file"] = f"{folder.name}/{position:04d}.zst"
             (Path(plan.work) / summary["file"]).write_bytes(outcome.sample)
         summaries.append(summary)
     _write_json(results, summaries)
@@ -288,8 +291,7 @@ def write_manifest(plan: Plan, shards: dict[str, list[dict[str, Any]]]) -> dict[
     kept = splits["train"]["count"] + splits["val"]["count"]
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "sample": {"member": SAMPLE_MEMBER, "encoding": "lossless WebP, 8-bit channels "
-                   "L*255/100, a+128, b+128"},
+        "sample": {"member": SAMPLE_MEMBER, "encoding": SAMPLE_ENCODING},
         "options": plan.config.defining_options(), "source": plan.config.source,
         "inputs_digest": plan.digest, "code_version": __version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -334,13 +336,17 @@ def prepare_dataset(config: PrepareConfig, *, progress: Progress | None = None) 
     counts = select_sample(plan, results)
     shards: dict[str, list[dict[str, Any]]] = {}
     total, done = sum(counts.values()), 0
-    for split, count in counts.items():
-        shards[split] = []
-        for index in range(count):
-            shards[split].append(write_shard(plan, split, index))
-            done += 1
-            if progress:
-                progress("shards", done, total)
+    # Threads: each shard waits mostly on its write and fsync, which release the GIL.
+    with ThreadPoolExecutor(SHARD_WRITE_THREADS) as pool:
+        futures = {split: [pool.submit(write_shard, plan, split, index)
+                           for index in range(count)] for split, count in counts.items()}
+        for split, pending in futures.items():
+            shards[split] = []
+            for future in pending:
+                shards[split].append(future.result())
+                done += 1
+                if progress:
+                    progress("shards", done, total)
     manifest = write_manifest(plan, shards)
     logger.info("snapshot %s: %d train / %d val, %d dropped, %.1f KB per sample", plan.out,
                 manifest["counts"]["train"], manifest["counts"]["val"],
@@ -367,12 +373,10 @@ def lab_tensor(sample_lab: np.ndarray) -> torch.Tensor:
 
 
 def sample_lab(sample: dict[str, Any]) -> torch.Tensor:
-    """A raw WebDataset sample of either format -> Lab float32 tensor [3, S, S]."""
-    from colorization.samples import decode_lab
+    """A raw WebDataset sample of any format_version -> Lab float32 tensor [3, S, S]."""
+    from colorization.samples import sample_lab as decode
 
-    if SAMPLE_MEMBER in sample:
-        return torch.from_numpy(decode_lab(sample[SAMPLE_MEMBER]))
-    return lab_tensor(np.load(io.BytesIO(sample[LEGACY_MEMBER])))
+    return torch.from_numpy(decode(sample))
 
 
 def summary_markdown(dataset: str, manifest: dict[str, Any]) -> str:

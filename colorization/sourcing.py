@@ -155,7 +155,9 @@ def convert_batch(config: PrepareConfig, batch: list[Candidate], record: Path,
                                     if failed_file.exists() else {})
     todo = [c for c in batch if not c["excluded"] and c["id"] not in failed]
 
-    def read(candidate: Candidate) -> bytes | str:
+    def read(candidate: Candidate) -> bytes | str | Path:
+        if not storage.is_remote(candidate["url"]):  # read by the worker: no copy through a pipe
+            return Path(storage.local_path(candidate["url"]))
         try:
             return storage.read_bytes(candidate["url"])
         except OSError as exc:  # missing / unreadable object: reported, the rest goes on

@@ -354,3 +354,25 @@ def test_load_image_keeps_8_bit_levels_in_32_bit_containers():
     Image.fromarray(floats, mode="F").save(buffer, format="TIFF")
     decoded = np.asarray(color.load_image(buffer.getvalue(), name="f.tif"))[..., 0]
     assert np.array_equal(decoded, levels.astype(np.uint8))
+
+
+# --- Issue 6 (speed): per-photo Lab of dataset preparation ---------------------------------
+
+
+def test_linear_to_lab_matches_skimage_on_photos_every_grey_and_the_primaries(
+        photos_u8: np.ndarray, photos_lab_ref: np.ndarray) -> None:
+    for rgb, reference in zip(photos_u8, photos_lab_ref, strict=True):
+        lab = color.linear_to_lab(color.srgb8_to_linear(np.ascontiguousarray(rgb)))
+        assert lab.shape == rgb.shape and lab.dtype == np.float32
+        assert np.abs(lab - reference).max() < 0.05
+    greys = np.arange(256, dtype=np.uint8)[None, :, None].repeat(3, axis=2)  # [1, 256, 3]
+    corners = np.array([[[r, g, b] for r in (0, 255) for g in (0, 255) for b in (0, 255)]],
+                       dtype=np.uint8)  # [1, 8, 3]: black, the primaries, their mixes, white
+    for rgb in (greys, corners):
+        lab = color.linear_to_lab(color.srgb8_to_linear(rgb))
+        assert np.abs(lab - rgb2lab(rgb)).max() < 0.05
+
+
+def test_linear_to_lab_names_what_it_expects() -> None:
+    with pytest.raises(ValueError, match="float32"):
+        color.linear_to_lab(np.zeros((4, 4, 3), dtype=np.float64))

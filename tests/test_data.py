@@ -166,3 +166,36 @@ def test_ddp_ranks_get_their_own_shards_and_equal_batch_counts(tiny_dataset):
 
     with pytest.raises(ValueError, match="cannot feed 4 ranks"):
         make_loader(tiny_dataset, "train", LoaderConfig(batch_size=4, rank=0, world_size=4))
+
+
+def test_format_version_2_snapshots_still_load(tmp_path):
+    """Snapshots of format_version 2 (lossless WebP `lab.webp` of the 8-bit codes) load as
+    the codes' Lab: L = code * 100 / 255, a = code - 128, b = code - 128."""
+    import io
+    import json
+
+    import numpy as np
+    import webdataset as wds
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    codes = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(6)]  # [S, S, 3]
+    snapshot = tmp_path / "v2"
+    (snapshot / "train").mkdir(parents=True)
+    with wds.TarWriter(str(snapshot / "train" / "shard-00000.tar")) as writer:
+        for index, pixels in enumerate(codes):
+            buffer = io.BytesIO()
+            Image.fromarray(pixels, mode="RGB").save(buffer, format="WEBP", lossless=True)
+            writer.write({"__key__": f"train{index:07d}", "lab.webp": buffer.getvalue(),
+                          "json": json.dumps({"id": f"{index}.jpg"}).encode()})
+    shard = {"name": "train/shard-00000.tar", "count": 6, "bytes": 0, "sha256": ""}
+    (snapshot / "manifest.json").write_text(json.dumps({
+        "format_version": 2, "options": {"image_size": 8},
+        "splits": {"train": {"count": 6, "ids": [], "shards": [shard]}}}))
+    l_norm, ab = _epoch(str(snapshot), "train", LoaderConfig(batch_size=4, shuffle=False,
+                                                            augment=False))
+    expected = torch.from_numpy(np.stack(codes).astype(np.float64)).permute(0, 3, 1, 2)
+    assert torch.allclose(color.denormalize_l(l_norm).double(), expected[:, :1] * 100 / 255,
+                          atol=1e-4)
+    assert torch.allclose(ab.double() * 110, (expected[:, 1:] - 128).clamp(-110, 110),
+                          atol=1e-4)

@@ -57,10 +57,11 @@ def test_every_considered_photo_with_its_split_or_reason(fiftyone_env, snapshot,
     assert samples["copy_of_first.jpg"].duplicate_of == first
     assert samples["broken.jpg"].readable is True and samples["broken.jpg"].mean_chroma is None
     assert "not a readable image" in samples["broken.jpg"].drop_detail
-    # The scores are prepare's own filter scores of the crop.
+    # The scores are prepare's own filter scores of the crop (its Lab, OpenCV's, is within
+    # 0.05 of the reference formulas).
     rgb = decode_crop((source / first).read_bytes(), name=first, image_size=16)
     expected = filter_scores(rgb, color.srgb8_to_lab(rgb))["mean_chroma"]
-    assert samples[first].mean_chroma == pytest.approx(expected, abs=1e-3)
+    assert samples[first].mean_chroma == pytest.approx(expected, abs=1e-2)
     assert samples["gray.jpg"].mean_chroma < 3.0 < samples[first].mean_chroma
 
 

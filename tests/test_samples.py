@@ -15,10 +15,15 @@ from colorization.samples import (
     FilterConfig,
     convert_chunk,
     convert_many,
+    crop_scores,
+    decode_codes,
     decode_crop,
     decode_lab,
+    encode_codes,
     encode_lab,
     filter_scores,
+    sample_codes,
+    sample_lab,
 )
 
 FILTERS = FilterConfig(image_size=64, min_side=64, min_mean_chroma=3.0, min_hue_spread=3.0)
@@ -59,6 +64,90 @@ def test_storage_format_costs_under_half_a_ciede2000(fixture_photos):
         sizes.append(len(data))
     assert np.mean(errors) < 0.5 and max(errors) < 0.6
     assert np.mean(sizes) < 100_000 * (160 / 256) ** 2  # the 100 KB budget, scaled to 160 px
+
+
+def test_codes_round_trip_exactly_and_the_stored_lab_is_the_quantised_reference(fixture_photos):
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (3, 33, 33), dtype=np.uint8)  # wraps mod 256 everywhere
+    extremes = np.zeros((3, 8, 8), dtype=np.uint8)
+    extremes[:, ::2] = 255
+    for codes in (noise, extremes):
+        assert np.array_equal(decode_codes(encode_codes(codes)), codes)
+    path = sorted(fixture_photos.glob("*.jpg"))[2]
+    crop = decode_crop(path.read_bytes(), name=path.name, image_size=64)
+    reference = rgb2lab(crop)  # float64 [64, 64, 3]
+    expected = np.rint(np.stack([reference[..., 0] * 255 / 100, reference[..., 1] + 128,
+                                 reference[..., 2] + 128]))  # the documented codes
+    stored = convert_chunk([("p.jpg", path.read_bytes(), None)], FILTERS)[0].sample
+    assert stored is not None
+    codes = decode_codes(stored)
+    assert codes.shape == (3, 64, 64) and codes.dtype == np.uint8
+    # Rounding of OpenCV's Lab (within 0.02 of the reference): at most one code apart.
+    assert np.abs(codes - expected).max() <= 1 and np.mean(codes == expected) > 0.95
+    assert np.array_equal(sample_lab({"lab.zst": stored}), decode_lab(stored))
+
+
+def test_format_2_webp_samples_decode_to_the_same_codes():
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(codes.transpose(1, 2, 0), mode="RGB").save(buffer, format="WEBP",
+                                                                lossless=True)
+    webp = {"lab.webp": buffer.getvalue()}
+    assert np.array_equal(sample_codes(webp), codes)
+    lab = sample_lab(webp)
+    assert np.allclose(lab[0], codes[0].astype(np.float64) * 100 / 255, atol=1e-4)
+    assert np.array_equal(lab[1:], codes[1:].astype(np.float32) - 128)
+    legacy = io.BytesIO()
+    np.save(legacy, lab.astype(np.float16))
+    assert sample_codes({"lab.npy": legacy.getvalue()}) is None
+    assert np.allclose(sample_lab({"lab.npy": legacy.getvalue()}), lab, atol=0.05)
+
+
+@pytest.mark.parametrize("data", [b"", b"not zstd at all", encode_codes(
+    np.zeros((3, 4, 4), np.uint8))[:-3]])
+def test_a_broken_sample_is_a_value_error(data):
+    with pytest.raises(ValueError, match="lab.zst"):
+        decode_codes(data)
+
+
+def test_prepare_scores_are_the_filter_scores_of_the_reference_lab(fixture_photos):
+    for path in sorted(fixture_photos.glob("*.jpg"))[:4]:
+        rgb = decode_crop(path.read_bytes(), name=path.name, image_size=64)
+        fast, reference = crop_scores(rgb), filter_scores(rgb, rgb2lab(rgb).transpose(2, 0, 1))
+        assert fast["mean_chroma"] == pytest.approx(reference["mean_chroma"], abs=0.01)
+        assert fast["hue_spread"] == pytest.approx(reference["hue_spread"], abs=1e-3)
+
+
+def test_the_fast_jpeg_path_gives_pillows_pixels_and_honours_exif_rotation(fixture_photos,
+                                                                           monkeypatch):
+    from colorization import samples
+
+    def even_margin(photo) -> bool:  # rotated, an odd margin moves the centre crop by 1 px
+        with Image.open(photo) as img:
+            return (img.width - img.height) % 2 == 0
+
+    path = next(p for p in sorted(fixture_photos.glob("*.jpg")) if even_margin(p))
+    size = 96  # over half the short side (170 px): no draft mode, so the fast path
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as opened:
+        assert samples._fast_jpeg(data, opened) is not None  # this one takes the fast path
+    fast = decode_crop(data, name=path.name, image_size=size)
+    with Image.open(path) as img:
+        exif = img.getexif()
+        exif[0x0112] = 6  # EXIF orientation: rotate 90 degrees clockwise to display
+        buffer = io.BytesIO()
+        img.save(buffer, format="JPEG", quality=90, exif=exif.tobytes())
+        rotated = buffer.getvalue()
+        upright = _jpeg(img.transpose(Image.Transpose.ROTATE_270), quality=90)
+    monkeypatch.setattr(samples, "_fast_jpeg", lambda data, opened: None)  # Pillow only
+    assert np.array_equal(decode_crop(data, name=path.name, image_size=size), fast)
+    monkeypatch.undo()
+    turned = decode_crop(rotated, name="rotated.jpg", image_size=size).astype(float)
+    plain = decode_crop(upright, name="upright.jpg", image_size=size).astype(float)
+    assert np.abs(turned - plain).mean() < 3  # the same view (JPEG noise of two encodings)
+    unturned = np.rot90(decode_crop(upright, name="u.jpg", image_size=size), 1).astype(float)
+    assert np.abs(turned - unturned).mean() > 10  # ...and not the stored, unrotated one
 
 
 def test_large_jpegs_decode_in_draft_mode_close_to_a_full_decode(fixture_photos):
@@ -115,3 +204,13 @@ def test_hue_spread_of_a_toned_photo_is_near_zero_and_real_photos_vary(fixture_p
     gray = np.repeat(rgb.mean(axis=-1, keepdims=True).astype(np.uint8), 3, axis=-1)
     gray_scores = filter_scores(gray, color.srgb8_to_lab(gray))
     assert gray_scores["mean_chroma"] < 0.01 and gray_scores["hue_spread"] == 0.0
+
+
+def test_local_files_are_read_by_the_converting_process_and_a_missing_one_is_reported(
+        fixture_photos, tmp_path):
+    path = sorted(fixture_photos.glob("*.jpg"))[0]
+    items = [("there.jpg", path, None), ("gone.jpg", tmp_path / "gone.jpg", None)]
+    there, gone = convert_many(items, FILTERS, workers=2, chunk=1)
+    assert there.reason is None
+    assert there.sample == convert_chunk([("b.jpg", path.read_bytes(), None)], FILTERS)[0].sample
+    assert gone.reason == "unreadable" and "gone.jpg: cannot read" in gone.detail
