@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A local, production-like stack on 127.0.0.1: a Prefect server, a process work pool with one
-# worker, and an S3-compatible server (moto) with the buckets `colorization` and `archive`.
+# A local, production-like stack on 127.0.0.1: a Prefect server, process work pools with one
+# worker each, and an S3-compatible server (moto) with the buckets `colorization` and `archive`.
 #
 #   infra/stack.sh up       start what is not running yet, wait until healthy, write stack.env
 #   infra/stack.sh status   each part: running (pid, address) or stopped
@@ -68,11 +68,18 @@ load_environment() {
 }
 
 pid_of() { cat "$STATE/pids/$1.pid" 2>/dev/null || true; }
+started_at() { ps -o lstart= -p "$1" 2>/dev/null || true; }
+
+# is_ours PART PID: PID is alive and is the process `up` started (same start time), not a
+# later process that reuses the number of one that died (after a reboot, say).
+is_ours() {
+    kill -0 "$2" 2>/dev/null && [[ "$(started_at "$2")" == "$(cat "$STATE/pids/$1.start")" ]]
+}
 
 running() {  # running PART: its recorded process is alive
     local pid
     pid="$(pid_of "$1")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+    [[ -n "$pid" ]] && is_ours "$1" "$pid"
 }
 
 # Starts a part in a session (process group) of its own, so `down` stops it with its children;
@@ -87,6 +94,7 @@ launch() {  # launch PART COMMAND...
     mkdir -p "$STATE/pids" "$STATE/logs"
     "$PY" -c "$LAUNCHER" "$@" >"$STATE/logs/$part.log" 2>&1 < /dev/null &
     echo $! > "$STATE/pids/$part.pid"
+    started_at $! > "$STATE/pids/$part.start"
 }
 
 # A port someone else holds would make the part exit at once, or worse, answer our health
@@ -207,7 +215,12 @@ up() {
     echo "stack up: Prefect $PREFECT_API, S3 $S3_ENDPOINT, pools ${POOLS[*]}; env in $ENV_FILE"
 }
 
-group_alive() { kill -0 -- "-$1" 2>/dev/null; }
+# The group of a part is ours while its leader is ours, or, once the leader is gone, while
+# processes it started remain: the kernel gives no new process a number still in use as a
+# process group id.
+group_alive() {  # group_alive PART PID
+    if kill -0 "$2" 2>/dev/null; then is_ours "$1" "$2"; else kill -0 -- "-$2" 2>/dev/null; fi
+}
 
 # stop PART...: TERM each part's process group (the part and every process it started, flow
 # runs included), wait up to COLORIZATION_STACK_STOP_TIMEOUT seconds, then KILL what is left.
@@ -217,9 +230,9 @@ stop() {
         pid="$(pid_of "$part")"
         if [[ -z "$pid" ]]; then
             echo "$part: not running"
-        elif ! group_alive "$pid"; then
+        elif ! group_alive "$part" "$pid"; then
             echo "$part: not running (stale pid $pid)"
-            rm -f "$STATE/pids/$part.pid"
+            rm -f "$STATE/pids/$part.pid" "$STATE/pids/$part.start"
         else
             kill -TERM -- "-$pid" 2>/dev/null || true
             groups+=("$pid"); names+=("$part")
@@ -228,19 +241,19 @@ stop() {
     local deadline=$((SECONDS + STOP_TIMEOUT)) i alive
     while (( SECONDS < deadline )); do
         alive=0
-        for pid in "${groups[@]}"; do group_alive "$pid" && alive=1; done
+        for i in "${!groups[@]}"; do group_alive "${names[$i]}" "${groups[$i]}" && alive=1; done
         (( alive )) || break
         sleep 0.2
     done
     for i in "${!groups[@]}"; do
         pid="${groups[$i]}"
-        if group_alive "$pid"; then
+        if group_alive "${names[$i]}" "$pid"; then
             kill -KILL -- "-$pid" 2>/dev/null || true
             echo "${names[$i]}: killed (pid $pid, still running after ${STOP_TIMEOUT}s)"
         else
             echo "${names[$i]}: stopped (pid $pid)"
         fi
-        rm -f "$STATE/pids/${names[$i]}.pid"
+        rm -f "$STATE/pids/${names[$i]}.pid" "$STATE/pids/${names[$i]}.start"
     done
 }
 

@@ -242,3 +242,26 @@ def test_up_names_a_missing_python(tmp_path: Path):
                             timeout=60)
     assert result.returncode == 1 and str(tmp_path / "nope") in result.stderr
     assert "COLORIZATION_STACK_PYTHON" in result.stderr
+
+
+def test_down_never_stops_a_process_that_reuses_a_recorded_pid(tmp_path: Path):
+    """A pid file left by a stack that died (a reboot, say) may name an unrelated process by
+    now: `status` and `down` recognise it by its start time and leave it alone."""
+    stack = Stack(state=tmp_path / "state", env_file=tmp_path / "stack.env",
+                  base_env=_stack_environment(tmp_path))
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        pids = stack.state / "pids"
+        pids.mkdir(parents=True)
+        (pids / "s3.pid").write_text(f"{stranger.pid}\n")
+        (pids / "s3.start").write_text("Thu Jan  1 00:00:00 1970\n")
+        status = stack.script("status")
+        assert status.returncode == 3 and "s3: stopped" in status.stdout
+        down = stack.script("down")
+        assert down.returncode == 0
+        assert f"s3: not running (stale pid {stranger.pid})" in down.stdout
+        assert stranger.poll() is None  # still running
+        assert not (pids / "s3.pid").exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
