@@ -191,6 +191,9 @@ def test_stack_runs_the_deployments_through_its_workers_and_leaves_nothing(
     #   is `second` exactly when the decision says promoted.
     assert versions.champion() == first
     # ---------------------------------------------------------------------------------------
+    # The operator's view of the versions, through the CLI with stack.env sourced.
+    listing = stack.cli(sys.executable, "-m", "colorization.cli", "models", "list").stdout
+    assert f"* {versions.champion()}" in listing and second["model_id"] in listing
 
     incoming = photos[:3]
     for photo in incoming:
