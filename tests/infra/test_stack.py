@@ -181,14 +181,18 @@ def test_stack_runs_the_deployments_through_its_workers_and_leaves_nothing(
     second = evaluated[1]
     assert second["dataset"] == card["dataset"]  # the same snapshot, found again
     assert second["metrics"]["images"] == 8
-    # ---- PART A (issue 9, promotion gate) -------------------------------------------------
-    # On main today `retrain` promotes only the first model: the champion stays.
-    # When the gate lands, replace the next line by the gate's checks, e.g.:
-    #   pointer = storage.read_json("s3://colorization/models/champion")
-    #   decision = pointer["history"][-1]
+    # ---- PART A (issue 9, promotion gate): replace this block when the gate is merged ------
+    # On main today `retrain` promotes only the first model, so the champion stays. With the
+    # gate (branch issue-9a: `versions.record_decision` appends each decision to the pointer's
+    # history), replace the assertion below by:
+    #   history = storage.read_json("s3://colorization/models/champion")["history"]
+    #   decision = history[-1]
+    #   assert len(history) == 2 and history[0]["challenger"] == first
     #   assert decision["challenger"] == second["model_id"] and decision["champion"] == first
-    #   assert both models' numbers are in it (ciede2000, colourfulness gap) and the champion
-    #   is `second` exactly when the decision says promoted.
+    #   assert decision["forced"] is False and decision["dataset"] == card["dataset"]
+    #   for side in ("challenger", "champion"):  # both models' numbers
+    #       assert {"ciede2000", "colorfulness_gap"} <= set(decision["metrics"][side])
+    #   assert versions.champion() == (second["model_id"] if decision["promoted"] else first)
     assert versions.champion() == first
     # ---------------------------------------------------------------------------------------
     # The operator's view of the versions, through the CLI with stack.env sourced.
