@@ -54,6 +54,8 @@ def test_compose_has_the_production_services_wired_together():
         assert env["FIFTYONE_DATABASE_URI"].startswith("mongodb://")
         assert "@mongodb:27017/" in env["FIFTYONE_DATABASE_URI"]
         assert set(worker["depends_on"]) == {"prefect-server", "minio-buckets", "mongodb"}
+        # Training checkpoints (~/.colorization/runs) outlive the container: runs resume.
+        assert "worker-state:/home/colorization/.colorization" in worker["volumes"]
         command = worker["command"]
         pools[name] = command[command.index("--pool") + 1]
         assert worker["build"]["dockerfile"] == "infra/Dockerfile"
@@ -120,3 +122,6 @@ def test_the_image_builds_cpu_and_cuda_workers_from_files_that_exist():
     spec = re.search(r"TORCH_SPEC \?= (.+)", makefile)
     assert spec is not None and f'ARG TORCH_SPEC="{spec.group(1).strip()}"' in dockerfile
     assert "USER colorization" in dockerfile
+    # The volume's mount point exists, owned by that user, so the volume starts writable.
+    assert "install -d -o colorization -g colorization /home/colorization/.colorization" \
+        in dockerfile
