@@ -208,15 +208,17 @@ def convert_batch(plan: Plan, index: int) -> list[dict[str, Any]]:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     batch = _batch(plan, index)
-    outcomes = _sourcing.convert_batch(plan.config, batch, Path(plan.work) / "fetch", index)
+    outcomes = _sourcing.convert_batch(plan.config, batch, Path(plan.work) / "fetch", index,
+                                       stage=folder)
     summaries = []
-    for position, (candidate, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+    for candidate, outcome in zip(batch, outcomes, strict=True):
         summary = outcome.summary()
         if "coco_id" in candidate:
             summary.update(coco_id=candidate["coco_id"], objects=candidate["objects"])
-        if outcome.sample is not None:
-            summary["file"] = f"{folder.name}/{position:04d}.zst"
-            (Path(plan.work) / summary["file"]).write_bytes(outcome.sample)
+        if outcome.staged is not None:  # the worker wrote it: file, offset, length
+            name, offset, length = outcome.staged
+            summary["file"], summary["offset"], summary["length"] = (
+                f"{folder.name}/{name}", offset, length)
         summaries.append(summary)
     _write_json(results, summaries)
     return summaries
@@ -264,10 +266,13 @@ def write_shard(plan: Plan, split: str, index: int) -> dict[str, Any]:
     start, stop = index * len(items) // count, (index + 1) * len(items) // count
     buffer = io.BytesIO()
     writer = _sourcing.deterministic_tar(buffer)
+    staged: dict[str, bytes] = {}  # chunk files, each read once (consecutive items share)
     for position in range(start, stop):
         item = items[position]
-        writer.write({"__key__": f"{split}{position:07d}",
-                      SAMPLE_MEMBER: (Path(plan.work) / item["file"]).read_bytes(),
+        if item["file"] not in staged:
+            staged = {item["file"]: (Path(plan.work) / item["file"]).read_bytes()}
+        sample = staged[item["file"]][item["offset"]:item["offset"] + item["length"]]
+        writer.write({"__key__": f"{split}{position:07d}", SAMPLE_MEMBER: sample,
                       "json": json.dumps({"id": item["id"]}).encode()})
     writer.close()
     data = buffer.getvalue()

@@ -147,9 +147,10 @@ def fetch_batch(config: PrepareConfig, batch: list[Candidate], record: Path, ind
 
 
 def convert_batch(config: PrepareConfig, batch: list[Candidate], record: Path,
-                  index: int) -> list[samples.Outcome]:
+                  index: int, *, stage: Path | None = None) -> list[samples.Outcome]:
     """Outcomes of the batch's candidates, in order: excluded, failed fetches, and the
-    photos read and converted in worker processes."""
+    photos read and converted in worker processes (which stage kept samples in the
+    `stage` folder when given: see `samples.convert_many`)."""
     failed_file = record / f"batch-{index:05d}.json"
     failed: dict[str, list[str]] = (json.loads(failed_file.read_bytes())
                                     if failed_file.exists() else {})
@@ -170,7 +171,7 @@ def convert_batch(config: PrepareConfig, batch: list[Candidate], record: Path,
     workers = config.workers or (len(os.sched_getaffinity(0))
                                  if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     converted = iter(samples.convert_many(items, config.filters(), workers=workers,
-                                          chunk=CONVERT_CHUNK))
+                                          chunk=CONVERT_CHUNK, stage=stage))
     list_url = _exclusions(config)[0] or "the exclusion list"
     outcomes = []
     for candidate in batch:

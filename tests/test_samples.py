@@ -192,6 +192,21 @@ def test_filters_drop_gray_toned_small_and_broken_photos_keep_colour(fixture_pho
     assert all(outcomes[k].sample == v for k, v in inline.items())
 
 
+def test_staged_samples_are_the_same_bytes_one_file_per_chunk(fixture_photos, tmp_path):
+    photos = sorted(fixture_photos.glob("*.jpg"))[:9]
+    items = [(p.name, p.read_bytes(), None) for p in photos] + [("cut.jpg", b"\xff\xd8", None)]
+    inline = convert_chunk(items, FILTERS)
+    staged = convert_many(items, FILTERS, workers=2, chunk=4, stage=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"chunk-{i:04d}.bin" for i in range(3)]
+    for want, got in zip(inline, staged, strict=True):
+        assert got.sample is None and got.scores == want.scores
+        if want.sample is None:
+            assert got.staged is None and got.reason == want.reason
+            continue
+        name, offset, length = got.staged
+        assert (tmp_path / name).read_bytes()[offset:offset + length] == want.sample
+
+
 @pytest.mark.parametrize("tint", [(1.0, 0.82, 0.6), (0.6, 0.75, 1.0), (1.0, 0.7, 0.9)])
 def test_hue_spread_of_a_toned_photo_is_near_zero_and_real_photos_vary(fixture_photos, tint):
     path = sorted(fixture_photos.glob("*.jpg"))[5]
