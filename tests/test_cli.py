@@ -10,7 +10,8 @@ import sys
 from PIL import Image
 
 from colorization import storage, versions
-from colorization.cli import _HelpFormatter, build_parser, main
+from colorization.cli import build_parser, main
+from colorization.cli_options import HelpFormatter
 
 
 def test_images_and_models_commands(tiny_model, tmp_path, capsys, monkeypatch):
@@ -67,7 +68,7 @@ def test_every_option_has_help_and_shows_its_default():
     for command, action in options:
         name = f"{command} {action.option_strings[-1]}"
         assert action.help and len(action.help) > 10, f"{name}: no help text"
-        shown = _HelpFormatter("colorize")._get_help_string(action)
+        shown = HelpFormatter("colorize")._get_help_string(action)
         assert action.required or "default:" in shown, f"{name}: default not shown"
     # argparse renders them: spot-check one command's help text.
     train_help = parser._subparsers._group_actions[0].choices["train"].format_help()
