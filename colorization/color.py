@@ -8,6 +8,7 @@ maths on any device; this module owns the scaling and the image <-> tensor helpe
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import cv2
 import kornia.color
@@ -197,23 +198,15 @@ def linear_to_lab(linear: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(linear, cv2.COLOR_LRGB2Lab)
 
 
-# --- Full-resolution Lab in numpy ----------------------------------------------------------
+# --- Full-resolution Lab for bulk inference -------------------------------------------------
 # Bulk inference converts every pixel of every photo twice (RGB -> L, then L + ab -> RGB).
-# These float32 numpy versions run in I/O threads beside the model without touching torch's
-# thread pool (torch ops called from several threads would each spawn an OpenMP team and
-# oversubscribe the cores); they follow scikit-image's formulas (D65, sRGB companding).
-_XYZ_TO_SRGB = np.linalg.inv(_SRGB_TO_XYZ).astype(np.float32)
+# These run in I/O threads beside the model without touching torch's thread pool (torch ops
+# called from several threads would each spawn an OpenMP team and oversubscribe the cores);
+# OpenCV is single-threaded here (above) and releases the GIL. They follow scikit-image's
+# formulas (D65, sRGB companding).
 _LAB_EPSILON = 6.0 / 29.0
-_LINEAR_LEVELS = 65_536  # LUT resolution of the linear -> sRGB companding (< 0.05 8-bit levels)
-
-
-# 8-bit sRGB code -> linear light, and linear light (quantised) -> 8-bit sRGB code.
-_LINEAR_OF_CODE = _SRGB8_TO_LINEAR
-_linear_grid = np.linspace(0.0, 1.0, _LINEAR_LEVELS, dtype=np.float64)
-_CODE_OF_LINEAR = np.rint(255.0 * np.where(
-    _linear_grid <= 0.0031308, 12.92 * _linear_grid,
-    1.055 * _linear_grid ** (1 / 2.4) - 0.055)).clip(0, 255).astype(np.uint8)
-del _linear_grid
+_LINEAR_LEVELS = 65_536  # resolution of the luminance -> L* table (< 0.02 L* units off)
+_LINEAR_OF_CODE = _SRGB8_TO_LINEAR  # 8-bit sRGB code -> linear light
 
 
 def _lab_f(t: np.ndarray) -> np.ndarray:
@@ -221,49 +214,35 @@ def _lab_f(t: np.ndarray) -> np.ndarray:
 
 
 # L* of each grey level (R = G = B), the common case of black-and-white scans; and of
-# luminance Y quantised to _LINEAR_LEVELS steps (< 0.02 L* units off).
+# luminance Y quantised to _LINEAR_LEVELS steps.
 _L_OF_GREY = (116.0 * _lab_f(_LINEAR_OF_CODE.astype(np.float64)) - 16.0).astype(np.float32)
 _L_OF_LUMINANCE = (116.0 * _lab_f(np.linspace(0.0, 1.0, _LINEAR_LEVELS)) - 16.0).astype(
     np.float32)
-# Y = sum of the weighted linear channels; one 256-entry table per channel, scaled to indices.
-_Y_INDEX_OF_CODE = [(_LINEAR_OF_CODE * np.float32(weight * (_LINEAR_LEVELS - 1)))
-                    for weight in _SRGB_TO_XYZ[1]]
+# Y's row of the matrix, scaled so that Y lands on an index of _L_OF_LUMINANCE: [1, 3].
+_Y_INDEX_ROW = (_SRGB_TO_XYZ[1:2] * (_LINEAR_LEVELS - 1)).astype(np.float32)
 
 
 def srgb8_to_lightness(rgb: np.ndarray) -> np.ndarray:
     """uint8 sRGB [H, W, 3] (or grey [H, W]) -> CIE L* in [0, 100], float32 [H, W]."""
     if rgb.ndim == 2:
         return _L_OF_GREY[rgb]
-    index = _Y_INDEX_OF_CODE[0][rgb[..., 0]]
-    index += _Y_INDEX_OF_CODE[1][rgb[..., 1]]
-    index += _Y_INDEX_OF_CODE[2][rgb[..., 2]]
-    index += 0.5
-    return _L_OF_LUMINANCE[index.astype(np.int32).clip(0, _LINEAR_LEVELS - 1)]
+    # OpenCV's table lookup and 3 -> 1 channel transform: ~2x the numpy version's speed.
+    index = cv2.transform(cv2.LUT(np.ascontiguousarray(rgb), _LINEAR_OF_CODE), _Y_INDEX_ROW)
+    nearest = (index + np.float32(0.5)).astype(np.int32)  # [H, W]
+    return _L_OF_LUMINANCE[nearest.clip(0, _LINEAR_LEVELS - 1)]
 
 
-def _f_inverse_inplace(t: np.ndarray) -> np.ndarray:
-    linear = (t - np.float32(4.0 / 29.0)) * np.float32(3 * _LAB_EPSILON ** 2)
-    cube = t * t
-    cube *= t
-    return np.where(t > _LAB_EPSILON, cube, linear)
-
-
-def lab_to_srgb8(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
+def lab_to_srgb8(lightness: np.ndarray, ab: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """L* [H, W] and a*b* [2, H, W] (Lab units), float32 -> uint8 sRGB [H, W, 3].
 
-    As scikit-image's lab2rgb: a negative f(Z) is clipped to 0, out-of-gamut RGB clips.
+    As scikit-image's lab2rgb (within one 8-bit level): a negative f(Z) is clipped to 0,
+    out-of-gamut RGB clips. OpenCV's fused Lab -> sRGB, ~2.5x the numpy formulas' speed.
     """
-    fy = (lightness + np.float32(16.0)) * np.float32(1 / 116.0)
-    x = _f_inverse_inplace(fy + ab[0] * np.float32(1 / 500.0)) * _D65_WHITE[0]
-    z = _f_inverse_inplace(np.maximum(fy - ab[1] * np.float32(1 / 200.0), 0.0)) * _D65_WHITE[2]
-    y = _f_inverse_inplace(fy)
-    out = np.empty((*lightness.shape, 3), dtype=np.uint8)
-    top = np.float32(_LINEAR_LEVELS - 1)
-    for channel, (mx, my, mz) in enumerate(_XYZ_TO_SRGB):
-        linear = x * (mx * top)
-        linear += y * (my * top)
-        linear += z * (mz * top)
-        np.clip(linear, 0.0, top, out=linear)
-        linear += 0.5
-        out[..., channel] = _CODE_OF_LINEAR[linear.astype(np.int32)]
-    return out
+    lightness = np.asarray(lightness, dtype=np.float32)
+    # f(Z) = f(Y) - b/200 >= 0  <=>  b <= 200 f(Y) = 200 (L + 16) / 116: scikit-image's clip.
+    b_max = (lightness + np.float32(16.0)) * np.float32(200.0 / 116.0)
+    lab = cv2.merge([lightness, np.asarray(ab[0], dtype=np.float32),
+                     np.minimum(np.asarray(ab[1], dtype=np.float32), b_max)])  # [H, W, 3]
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)  # float32 sRGB (companded), may leave [0, 1]
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+    return cv2.convertScaleAbs(rgb, alpha=255.0)  # rounded to the nearest code

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TypeVar
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -112,8 +113,9 @@ class Colorizer:
         height, width = prepared.lightness.shape
         content_h, content_w = prepared.content
         ab = np.clip(ab_small[:, :content_h, :content_w], -1.0, 1.0) * color.AB_SCALE
-        full_ab = np.stack([np.asarray(Image.fromarray(channel).resize(
-            (width, height), Image.Resampling.BILINEAR)) for channel in ab])  # [2, H, W]
+        # Bilinear upsampling of both planes at once: [h, w, 2] -> [H, W, 2] -> 2 x [H, W].
+        full_ab = cv2.split(cv2.resize(np.ascontiguousarray(ab.transpose(1, 2, 0)),
+                                       (width, height), interpolation=cv2.INTER_LINEAR))
         return color.lab_to_srgb8(prepared.lightness, full_ab)
 
     def colorize(self, images: list[Image.Image]) -> list[Image.Image]:

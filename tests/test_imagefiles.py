@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 from skimage.color import lab2rgb, rgb2lab
 
 from colorization import color, imagefiles
@@ -67,3 +68,34 @@ def test_numpy_lab_matches_scikit_image():
     mine = color.lab_to_srgb8(lab[..., 0].astype(np.float32),
                               lab[..., 1:].transpose(2, 0, 1).astype(np.float32))
     assert np.abs(mine - expected).max() <= 1
+
+
+def _srgb_profile(*, red_x_scale: float = 1.0) -> bytes:
+    """Pillow's sRGB profile; with `red_x_scale`, its red primary's X moved (another RGB
+    space, as a camera or Adobe RGB profile is)."""
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    for index in range(int.from_bytes(icc[128:132], "big")):  # the tag table
+        signature, offset, _ = struct.unpack(">4sII", icc[132 + 12 * index:144 + 12 * index])
+        if signature == b"rXYZ":  # 'XYZ ', 4 reserved bytes, then X as s15Fixed16
+            x = int.from_bytes(icc[offset + 8:offset + 12], "big", signed=True)
+            icc[offset + 8:offset + 12] = round(x * red_x_scale).to_bytes(4, "big", signed=True)
+    return bytes(icc)
+
+
+def test_embedded_profiles_sRGB_ones_decode_as_they_are_others_are_converted(fixture_photos):
+    photo = Image.open(sorted(fixture_photos.glob("*.jpg"))[0]).convert("RGB")
+    plain, srgb, other = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    photo.save(plain, format="JPEG", quality=90)
+    photo.save(srgb, format="JPEG", quality=90, icc_profile=_srgb_profile())
+    photo.save(other, format="JPEG", quality=90, icc_profile=_srgb_profile(red_x_scale=0.7))
+    raw = np.asarray(Image.open(io.BytesIO(plain.getvalue())).convert("RGB"))
+    assert imagefiles._is_srgb_profile(_srgb_profile())
+    assert not imagefiles._is_srgb_profile(_srgb_profile(red_x_scale=0.7))
+    decoded = imagefiles.decode(srgb.getvalue(), name="srgb.jpg", max_pixels=10**7).pixels
+    np.testing.assert_array_equal(decoded, raw)  # an sRGB profile changes nothing
+    converted = imagefiles.decode(other.getvalue(), name="other.jpg", max_pixels=10**7).pixels
+    reference = np.asarray(ImageCms.profileToProfile(
+        Image.fromarray(raw), ImageCms.ImageCmsProfile(io.BytesIO(_srgb_profile(
+            red_x_scale=0.7))), ImageCms.createProfile("sRGB"), outputMode="RGB"))
+    assert np.abs(converted.astype(int) - reference).max() <= 1
+    assert np.abs(converted.astype(int) - raw).mean() > 2  # the conversion did move colours
