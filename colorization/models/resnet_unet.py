@@ -21,7 +21,6 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18
 
 __all__ = ["ResNet18UNet", "load_resnet18_state"]
 
@@ -55,6 +54,8 @@ def load_resnet18_state(weights: str) -> dict[str, torch.Tensor]:
 
 
 def _imagenet_state() -> dict[str, torch.Tensor]:
+    from torchvision.models import ResNet18_Weights  # lazy: see ResNet18UNet.__init__
+
     entry = ResNet18_Weights.IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(entry.url).path).name
     if not cached.exists():
@@ -85,6 +86,10 @@ class ResNet18UNet(nn.Module):
                  out_channels: int = 2) -> None:
         super().__init__()
         self.weights = weights
+        # Imported here: torchvision pulls in torch._dynamo (~1.5 s), which every `colorize`
+        # command would otherwise pay at start-up, resnet18_unet or not.
+        from torchvision.models import resnet18
+
         net = resnet18(weights=None)
         # 1-channel stem; its weights are filled by init_weights (summed RGB filters).
         self.stem = nn.Sequential(nn.Conv2d(1, 64, 7, 2, 3, bias=False), net.bn1, net.relu)
