@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import cv2
 import kornia.color
 import numpy as np
+import simplejpeg
 import torch
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 # OpenCV single-threaded in this process: its thread pool does not survive fork (the
 # preparation pool and DataLoader workers fork; a child touching the pool hangs), and our
@@ -98,6 +99,23 @@ def decode_opened(opened: Image.Image, *, name: str = "<bytes>",
         return img if img.mode == "RGB" else img.convert("RGB")  # no second copy
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{name}: not a readable image ({exc})") from exc
+
+
+def decode_upright_jpeg(data: bytes, opened: Image.Image) -> np.ndarray | None:
+    """A JPEG `Image.open` gave (header read), decoded by libjpeg-turbo straight into an
+    array: RGB [H, W, 3] or grey [H, W] (simplejpeg, ~2x Pillow's decode and copy). None
+    where Pillow must decode it: another format or mode (CMYK), an EXIF rotation, or an error
+    (Pillow tolerates some and names the rest). Embedded profiles are the caller's concern."""
+    if opened.format != "JPEG" or opened.mode not in ("RGB", "L"):
+        return None
+    if opened.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        return None
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB" if opened.mode == "RGB"
+                                        else "GRAY")
+    except ValueError:
+        return None
+    return pixels if opened.mode == "RGB" else pixels[..., 0]
 
 
 def to_8_bit_gray(img: Image.Image) -> Image.Image:
@@ -227,7 +245,7 @@ def srgb8_to_lightness(rgb: np.ndarray) -> np.ndarray:
     if rgb.ndim == 2:
         return _L_OF_GREY[rgb]
     # OpenCV's table lookup and 3 -> 1 channel transform: ~2x the numpy version's speed.
-    index = cv2.transform(cv2.LUT(np.ascontiguousarray(rgb), _LINEAR_OF_CODE), _Y_INDEX_ROW)
+    index = cv2.transform(srgb8_to_linear(np.ascontiguousarray(rgb)), _Y_INDEX_ROW)
     nearest = (index + np.float32(0.5)).astype(np.int32)  # [H, W]
     return _L_OF_LUMINANCE[nearest.clip(0, _LINEAR_LEVELS - 1)]
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
-import simplejpeg
-from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from colorization import color
 
@@ -95,22 +94,12 @@ def decode(data: bytes, *, name: str, max_pixels: int) -> DecodedImage:
 
 
 def _plain_jpeg(data: bytes, opened: Image.Image) -> np.ndarray | None:
-    """An upright RGB or grey JPEG with no ICC profile but sRGB, decoded by libjpeg-turbo straight
-    into an array ([H, W, 3] or [H, W]; ~2x Pillow's decode and copy); None for everything
-    that needs Pillow (EXIF rotation, a profile, CMYK, an error it names better)."""
-    if opened.format != "JPEG" or opened.mode not in ("RGB", "L"):
-        return None
-    if opened.getexif().get(ExifTags.Base.Orientation, 1) != 1:
-        return None
+    """`color.decode_upright_jpeg` for a JPEG with no ICC profile but sRGB (a colour-managed
+    one goes through Pillow and LittleCMS)."""
     icc = opened.info.get("icc_profile")
     if icc and (opened.mode != "RGB" or not _is_srgb_profile(icc)):
         return None
-    try:
-        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB" if opened.mode == "RGB"
-                                        else "GRAY")
-    except ValueError:  # truncated or corrupt: Pillow decodes what it can or names the fault
-        return None
-    return pixels if opened.mode == "RGB" else pixels[..., 0]
+    return color.decode_upright_jpeg(data, opened)
 
 
 def _to_srgb(img: Image.Image, *, name: str) -> DecodedImage:

@@ -38,8 +38,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import simplejpeg
-from PIL import ExifTags, Image
+from PIL import Image
 
 from colorization import color
 from colorization.constants import (
@@ -135,7 +134,9 @@ def decode_crop(data: bytes, *, name: str, image_size: int, min_side: int = 1,
         if fmt == "JPEG" and min(size) >= 2 * image_size:
             scale = image_size / min(size)
             draft = (math.ceil(size[0] * scale), math.ceil(size[1] * scale))
-        fast = _fast_jpeg(data, opened) if fmt == "JPEG" and draft is None else None
+        # Plain RGB JPEGs only: prepare ignores embedded profiles on both paths.
+        fast = (color.decode_upright_jpeg(data, opened)
+                if opened.mode == "RGB" and draft is None else None)
         if fast is not None:
             img = Image.fromarray(fast)
         else:
@@ -148,18 +149,6 @@ def decode_crop(data: bytes, *, name: str, image_size: int, min_side: int = 1,
     square = img.resize((image_size, image_size), Image.Resampling.BILINEAR,
                         box=(left, top, left + side, top + side))
     return np.asarray(square, dtype=np.uint8)  # [S, S, 3]
-
-
-def _fast_jpeg(data: bytes, opened: Image.Image) -> np.ndarray | None:
-    """An RGB JPEG decoded by libjpeg-turbo straight into an array [H, W, 3] (simplejpeg,
-    ~1 ms a photo less than Pillow); None where Pillow decodes it instead: an EXIF rotation,
-    CMYK or grey, or an error (Pillow tolerates some and names the rest)."""
-    if opened.mode != "RGB" or opened.getexif().get(ExifTags.Base.Orientation, 1) != 1:
-        return None
-    try:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB")
-    except ValueError:
-        return None
 
 
 def filter_scores(rgb: np.ndarray, lab: np.ndarray) -> dict[str, float]:

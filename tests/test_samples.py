@@ -121,8 +121,6 @@ def test_prepare_scores_are_the_filter_scores_of_the_reference_lab(fixture_photo
 
 def test_the_fast_jpeg_path_gives_pillows_pixels_and_honours_exif_rotation(fixture_photos,
                                                                            monkeypatch):
-    from colorization import samples
-
     def even_margin(photo) -> bool:  # rotated, an odd margin moves the centre crop by 1 px
         with Image.open(photo) as img:
             return (img.width - img.height) % 2 == 0
@@ -131,7 +129,7 @@ def test_the_fast_jpeg_path_gives_pillows_pixels_and_honours_exif_rotation(fixtu
     size = 96  # over half the short side (170 px): no draft mode, so the fast path
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as opened:
-        assert samples._fast_jpeg(data, opened) is not None  # this one takes the fast path
+        assert color.decode_upright_jpeg(data, opened) is not None  # takes the fast path
     fast = decode_crop(data, name=path.name, image_size=size)
     with Image.open(path) as img:
         exif = img.getexif()
@@ -140,7 +138,7 @@ def test_the_fast_jpeg_path_gives_pillows_pixels_and_honours_exif_rotation(fixtu
         img.save(buffer, format="JPEG", quality=90, exif=exif.tobytes())
         rotated = buffer.getvalue()
         upright = _jpeg(img.transpose(Image.Transpose.ROTATE_270), quality=90)
-    monkeypatch.setattr(samples, "_fast_jpeg", lambda data, opened: None)  # Pillow only
+    monkeypatch.setattr(color, "decode_upright_jpeg", lambda data, opened: None)  # Pillow
     assert np.array_equal(decode_crop(data, name=path.name, image_size=size), fast)
     monkeypatch.undo()
     turned = decode_crop(rotated, name="rotated.jpg", image_size=size).astype(float)
