@@ -186,6 +186,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="Adam learning rate (default: 1e-4 to pretrain a pretrained "
                         "resnet18_unet, else 2e-4)")
+    parser.add_argument("--lr-decay-epochs", type=int, default=0,
+                        help="pix2pix's linear decay: the rate falls linearly over the last "
+                        "N epochs (0: constant)")
     parser.add_argument("--workers", type=int, default=0,
                         help="DataLoader worker processes per training process")
     parser.add_argument("--compile", action="store_true",

@@ -88,6 +88,9 @@ class TrainConfig:
     epochs: int = DEFAULT_EPOCHS
     batch_size: int = DEFAULT_BATCH_SIZE
     lr: float | None = None
+    # pix2pix's "linear" policy: the rate stays at `lr`, then falls linearly over the last
+    # `lr_decay_epochs` epochs (towards 0; the last epoch runs at lr / (N + 1)). 0: constant.
+    lr_decay_epochs: int = 0
     betas: tuple[float, float] = ADAM_BETAS
     l1_weight: float = L1_WEIGHT
     gan_mode: str = DEFAULT_GAN_MODE
@@ -103,6 +106,9 @@ class TrainConfig:
             raise ValueError(f"unknown stage {self.stage!r}; known: {sorted(STAGES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
+        if not 0 <= self.lr_decay_epochs <= self.epochs:
+            raise ValueError(f"lr_decay_epochs must be between 0 and epochs ({self.epochs}), "
+                             f"got {self.lr_decay_epochs}")
         if self.checkpoint_every < 0:
             raise ValueError("checkpoint_every must be 0 (epoch ends only) or more")
         if self.gan_mode not in GAN_CRITERIA:
@@ -122,6 +128,13 @@ class TrainConfig:
             return PRETRAINED_ENCODER_LR
         return LEARNING_RATE
 
+    def lr_at(self, epoch: int) -> float:
+        """The rate of 0-based `epoch`, as pix2pix's LambdaLR computes it (n_epochs =
+        epochs - lr_decay_epochs, n_epochs_decay = lr_decay_epochs)."""
+        decay = self.lr_decay_epochs
+        factor = 1.0 - max(0, epoch + 1 - (self.epochs - decay)) / (decay + 1)
+        return self.learning_rate * factor
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["generator"], data["discriminator"] = (self.generator.to_dict(),
@@ -140,9 +153,10 @@ class TrainConfig:
         return cls(**data)
 
 
-# Options that do not change what is computed, or (epochs) that a run may grow: a run
-# asked for more epochs, or checkpointed more often, is the same run.
-_NOT_IN_RUN_NAME = ("epochs", "checkpoint_every", "num_workers")
+# Options that do not change what is computed, or that a run may grow (epochs, and with them
+# the schedule of the rate's decay): a run asked for more epochs, or checkpointed more often,
+# is the same run.
+_NOT_IN_RUN_NAME = ("epochs", "lr_decay_epochs", "checkpoint_every", "num_workers")
 
 
 def run_name_for(config: TrainConfig, dataset: str, init_from: str | None,
@@ -265,6 +279,8 @@ class _Loop:
                 # end it was taken before the loader started: epoch_rng is that state.)
                 checkpoints.set_rng_state(self.resume["rng"][rank])
             self.resume = None
+            # A function of the epoch alone, so a resumed run sets exactly the same rate.
+            self.trainer.set_lr(config.lr_at(self.epoch))
             self._epoch(batches, per_epoch)
 
     def _epoch(self, batches: Any, per_epoch: int) -> None:
@@ -306,7 +322,8 @@ class _Loop:
         means = self._means()
         epoch_seconds = sum(h["seconds"] for h in self.history)
         entry = {"epoch": self.epoch + 1, "images": self.images,
-                 "seconds": round(self.seconds - epoch_seconds, 3), **means}
+                 "seconds": round(self.seconds - epoch_seconds, 3),
+                 "lr": config.lr_at(self.epoch), **means}
         self.history.append(entry)
         logger.info("%s epoch %d/%d: %s (%.1f images/s)", config.stage, self.epoch + 1,
                     config.epochs, ", ".join(f"{k} {v:.4f}" for k, v in means.items()),

@@ -104,6 +104,13 @@ class Trainer:
         self.scaler.update()
         return losses
 
+    def set_lr(self, lr: float) -> None:
+        """The rate of both optimisers from now on (the stage's schedule sets it per epoch)."""
+        for opt in (self.opt_g, self.opt_d):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr
+
     def update_discriminator(self, l_norm: torch.Tensor, ab: torch.Tensor,
                              fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """backward_D: real pairs (L, ab) -> real, generated pairs (L, G(L)) -> fake.

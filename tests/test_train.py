@@ -127,10 +127,12 @@ def test_gan_starts_from_the_parent_weights_and_d_step_leaves_g_alone(tiny_model
     assert any(p.grad is not None for p in trainer.discriminator.parameters())
 
 
-def test_killed_run_resumes_to_identical_weights(tiny_dataset, monkeypatch):
-    """In-process crash after step 5; the subprocess SIGKILL test is in test_train_resume."""
+@pytest.mark.parametrize("lr_decay_epochs", [0, 2])
+def test_killed_run_resumes_to_identical_weights(tiny_dataset, monkeypatch, lr_decay_epochs):
+    """In-process crash after step 5; the subprocess SIGKILL test is in test_train_resume.
+    With a decaying rate the crash lands in a decayed epoch: the resumed run must set it."""
     config = TrainConfig(generator=TINY_GENERATOR, epochs=3, batch_size=8, seed=5,
-                         checkpoint_every=2, precision="fp32")
+                         checkpoint_every=2, precision="fp32", lr_decay_epochs=lr_decay_epochs)
     reference = train_stage(config, dataset=tiny_dataset, run_name="reference")
 
     original_step, calls = Trainer.step, {"n": 0}
@@ -203,6 +205,41 @@ def test_more_epochs_continue_a_finished_run(tiny_dataset, monkeypatch):
     assert more["model_id"] != first["model_id"]
     assert_same_weights(weights_of(more), weights_of(straight))
     assert run_name_for(two, tiny_dataset, None) != run_name_for(two, tiny_dataset, "x")
+
+
+def test_linear_decay_follows_pix2pix_scheduler():
+    """pix2pix's networks.get_scheduler('linear'), stepped once per epoch, as reference."""
+    epochs, decay, base = 7, 3, 2e-4
+    config = TrainConfig(epochs=epochs, lr_decay_epochs=decay, lr=base)
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=base)
+    n_epochs, epoch_count = epochs - decay, 1
+
+    def lambda_rule(epoch: int) -> float:
+        return 1.0 - max(0, epoch + epoch_count - n_epochs) / float(decay + 1)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lambda_rule)
+    for epoch in range(epochs):
+        assert config.lr_at(epoch) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-12)
+        optimizer.step()
+        scheduler.step()
+    assert [TrainConfig(epochs=3, lr=base).lr_at(e) for e in range(3)] == [base] * 3
+    with pytest.raises(ValueError, match="lr_decay_epochs must be between 0 and epochs"):
+        TrainConfig(epochs=2, lr_decay_epochs=3)
+
+
+def test_decay_reaches_the_optimisers(tiny_dataset):
+    config = TrainConfig(generator=TINY_GENERATOR, epochs=3, batch_size=8, seed=1,
+                         precision="fp32", stage="gan", lr=1e-3, lr_decay_epochs=2)
+    result = train_stage(config, dataset=tiny_dataset)
+    assert [e["lr"] for e in result["history"]] == pytest.approx([1e-3, 2e-3 / 3, 1e-3 / 3])
+    newest = max((Path(result["run_dir"]) / CHECKPOINT_DIR).iterdir())
+    state = torch.load(newest, weights_only=True)["trainer"]
+    for opt in ("opt_g", "opt_d"):  # the last epoch ran at lr / 3
+        assert state[opt]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 3)
+    # Like epochs, the schedule may grow with a run: a constant-rate first epoch, then the
+    # same run continued to more epochs with a decay (benchmarks/quality_cpu.py does this).
+    constant = TrainConfig(**{**config.__dict__, "lr_decay_epochs": 0, "epochs": 1})
+    assert run_name_for(config, tiny_dataset, None) == run_name_for(constant, tiny_dataset, None)
 
 
 def test_auto_generator_follows_the_image_size(caplog):
