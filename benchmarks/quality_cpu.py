@@ -48,10 +48,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=128, help="crop side in pixels")
     parser.add_argument("--sample-size", type=int, default=10_000,
                         help="photos to use (all 1,337 by default; fewer for a quick look)")
-    parser.add_argument("--generator", default="unet_128", help="registered generator")
-    parser.add_argument("--options", type=json.loads, default={"base_channels": 32},
-                        help="generator options (JSON); half pix2pix's width by default: "
-                        "2.4x the L1 step's speed at 128 px, more epochs in the budget")
+    parser.add_argument("--generator", default="resnet18_unet", help="registered generator")
+    parser.add_argument("--options", type=json.loads, default={"weights": "none"},
+                        help="generator options (JSON); ImageNet weights cannot be fetched "
+                        "offline, so the encoder starts random ('{\"weights\": \"imagenet\"}' "
+                        "on a connected machine)")
     parser.add_argument("--batch-size", type=int, default=16, help="photos per step")
     parser.add_argument("--minutes", type=float, default=30.0,
                         help="training-time budget of both stages together")
