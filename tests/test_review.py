@@ -183,7 +183,9 @@ def test_the_app_answers_on_loopback_and_leaves_no_process(reviewed, monkeypatch
     finally:
         app.send_signal(signal.SIGINT)
         try:
-            app.wait(60)
+            # Closing the session stops the App's server; once, late in a full suite run,
+            # that took over 60 s (it passed alone in 33 s). Exiting at all is what counts.
+            app.wait(150)
         finally:
             if app.poll() is None:
                 app.kill()
