@@ -129,7 +129,10 @@ def cmd_review(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     # A service manager's SIGTERM ends the App like Ctrl-C: the session closes its server.
+    # SIGINT too, explicitly: a shell starts background jobs with SIGINT ignored, and Python
+    # then installs no handler of its own, so Ctrl-C (or `kill -INT`) would never stop it.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.redirect_stdout(sys.stderr):
         session = review.launch(name, port=args.port)
     print(f"http://127.0.0.1:{args.port}/", flush=True)
