@@ -78,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          discriminator=ModelSpec(args.discriminator), epochs=args.epochs,
                          batch_size=args.batch_size, device=args.device,
                          precision=args.precision, seed=args.seed, lr=args.lr,
-                         lr_decay_epochs=args.lr_decay_epochs,
+                         lr_decay_epochs=args.lr_decay_epochs, ema_decay=args.ema_decay,
                          gan_mode=args.gan_mode, checkpoint_every=args.checkpoint_every,
                          num_workers=args.workers, compile=args.compile)
     # --nproc N > 1: N processes under torchrun, rank 0 reports (colorization.torchrun).

@@ -189,6 +189,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-decay-epochs", type=int, default=0,
                         help="pix2pix's linear decay: the rate falls linearly over the last "
                         "N epochs (0: constant)")
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="save an exponential moving average of the generator's weights "
+                        "with this decay per step, e.g. 0.99 (0: off)")
     parser.add_argument("--workers", type=int, default=0,
                         help="DataLoader worker processes per training process")
     parser.add_argument("--compile", action="store_true",

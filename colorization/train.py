@@ -91,6 +91,9 @@ class TrainConfig:
     # pix2pix's "linear" policy: the rate stays at `lr`, then falls linearly over the last
     # `lr_decay_epochs` epochs (towards 0; the last epoch runs at lr / (N + 1)). 0: constant.
     lr_decay_epochs: int = 0
+    # Saved generator = an exponential moving average of G's weights with this decay per
+    # step (0: off, G itself). 0.99 averages over the last ~100 steps.
+    ema_decay: float = 0.0
     betas: tuple[float, float] = ADAM_BETAS
     l1_weight: float = L1_WEIGHT
     gan_mode: str = DEFAULT_GAN_MODE
@@ -109,6 +112,8 @@ class TrainConfig:
         if not 0 <= self.lr_decay_epochs <= self.epochs:
             raise ValueError(f"lr_decay_epochs must be between 0 and epochs ({self.epochs}), "
                              f"got {self.lr_decay_epochs}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
         if self.checkpoint_every < 0:
             raise ValueError("checkpoint_every must be 0 (epoch ends only) or more")
         if self.gan_mode not in GAN_CRITERIA:
@@ -163,6 +168,8 @@ def run_name_for(config: TrainConfig, dataset: str, init_from: str | None,
                  world_size: int = 1) -> str:
     """Deterministic run name, so calling again with the same inputs resumes."""
     options = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_RUN_NAME}
+    if not options["ema_decay"]:
+        del options["ema_decay"]  # off: runs named before the option existed keep their name
     key = json.dumps([options, dataset.rstrip("/"), init_from, world_size], sort_keys=True)
     return f"{config.stage}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
@@ -222,7 +229,8 @@ def train_stage(
         discriminator_spec=config.discriminator, init_from=init_from, models_root=models_root,
         lr=config.learning_rate, betas=config.betas, l1_weight=config.l1_weight,
         gan_mode=config.gan_mode, seed=config.seed, image_size=image_size, device=device,
-        precision=precision, ctx=ctx, compile_model=config.compile)
+        precision=precision, ctx=ctx, compile_model=config.compile,
+        ema_decay=config.ema_decay)
     loop = _Loop(config, trainer, ctx, run_dir, dataset)
     logger.info("stage %s: %d train images, device %s, precision %s, world size %d",
                 config.stage, manifest["splits"]["train"]["count"], device, precision.name,
@@ -392,8 +400,9 @@ def _finish(config: TrainConfig, loop: _Loop, manifest: dict[str, Any], image_si
                     "world_size": ctx.world_size,
                     "images_per_second": round(images / max(loop.seconds, 1e-9), 2),
                     "learning_rate": config.learning_rate, "gan_mode": config.gan_mode,
+                    "ema_decay": config.ema_decay,
                     "history": loop.history}}
-        url = versions.save_version(trainer.generator, card, model_id=model_id,
+        url = versions.save_version(trainer.exported_generator, card, model_id=model_id,
                                     models_root=models_root)
         for name in (HISTORY_NAME, LOSS_PLOT_NAME, GRID_NAME):
             local = loop.run_dir / name

@@ -3,7 +3,8 @@
 `Trainer.step` runs the generator once, then `update_discriminator` (pix2pix's
 `backward_D`) and `update_generator` (`backward_G`). Losses come back as detached tensors
 named D_real, D_fake, G_GAN, G_L1; callers sum them as tensors and call `.item()` only when
-they log, so a step never waits on the device just to report.
+they log, so a step never waits on the device just to report. With `ema_decay` the step
+also updates a moving average of G's weights, which is what a version then keeps.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from colorization import versions
 from colorization.devices import Precision, autocast, memory_format
@@ -53,7 +55,7 @@ class Trainer:
                  discriminator_spec: ModelSpec, init_from: str | None, models_root: str | None,
                  lr: float, betas: tuple[float, float], l1_weight: float, gan_mode: str,
                  seed: int, image_size: int, device: torch.device, precision: Precision,
-                 ctx: DistContext, compile_model: bool = False) -> None:
+                 ctx: DistContext, compile_model: bool = False, ema_decay: float = 0.0) -> None:
         self.device, self.precision, self.l1_weight = device, precision, l1_weight
         self.layout = memory_format(precision)
         if init_from is not None:
@@ -72,6 +74,14 @@ class Trainer:
             _check_fits(self.discriminator, discriminator_spec, image_size)
             self.discriminator.to(device).to(memory_format=self.layout).train()
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
+        # An exponential moving average of G's weights (and BatchNorm statistics), updated
+        # after every step; when on, it is the generator that is saved, shown and evaluated.
+        # At a constant rate the GAN's own weights swing from epoch to epoch (hue guesses
+        # that come and go); their average keeps the colours that persist.
+        self.ema: AveragedModel | None = None
+        if ema_decay > 0:
+            self.ema = AveragedModel(self.generator, use_buffers=True,
+                                     multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_grad_scaler)
         self.gan_loss = GANLoss(gan_mode)
         self.l1 = nn.L1Loss()
@@ -102,7 +112,14 @@ class Trainer:
             losses.update(self.update_discriminator(l_norm, ab, fake))
         losses.update(self.update_generator(l_norm, ab, fake))
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)  # the first call copies G
         return losses
+
+    @property
+    def exported_generator(self) -> nn.Module:
+        """The generator a version keeps: the EMA's when it is on, else G itself."""
+        return self.generator if self.ema is None else self.ema.module
 
     def set_lr(self, lr: float) -> None:
         """The rate of both optimisers from now on (the stage's schedule sets it per epoch)."""
@@ -159,13 +176,15 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, l_norm: torch.Tensor) -> torch.Tensor:
-        """ab [B, 2, S, S] for L [B, 1, S, S], in eval mode (as inference runs it)."""
-        self.generator.eval()
+        """ab [B, 2, S, S] for L [B, 1, S, S] by the exported generator, in eval mode (as
+        inference runs it)."""
+        net = self.exported_generator
+        net.eval()
         try:
             with self._autocast():
-                return self.generator(l_norm.to(self.device)).float()
+                return net(l_norm.to(self.device)).float()
         finally:
-            self.generator.train()
+            net.train()
 
     def state(self) -> dict[str, Any]:
         state = {"generator": self.generator.state_dict(), "opt_g": self.opt_g.state_dict(),
@@ -173,6 +192,8 @@ class Trainer:
         if self.discriminator is not None and self.opt_d is not None:
             state.update(discriminator=self.discriminator.state_dict(),
                          opt_d=self.opt_d.state_dict())
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()  # includes n_averaged
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -182,6 +203,8 @@ class Trainer:
         if self.discriminator is not None and self.opt_d is not None:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
 
 
 def _check_fits(discriminator: nn.Module, spec: ModelSpec, image_size: int) -> None:

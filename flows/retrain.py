@@ -58,6 +58,7 @@ class RetrainConfig:
     exclude: str | None = None
     review: bool = True
     nproc: int = 1
+    ema_decay: float = 0.0  # both stages save this moving average of G (0: off)
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -72,6 +73,9 @@ class RetrainConfig:
         if self.pretrain_epochs == 0 and self.gan_epochs == 0:
             raise ValueError("retrain: both pretrain_epochs and gan_epochs are 0: nothing "
                              "to train")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"retrain: ema_decay must be in [0, 1) (0: off), got "
+                             f"{self.ema_decay}")
         check_device_name(self.device)
         if self.precision not in PRECISION_CHOICES:
             raise ValueError(f"retrain: unknown precision {self.precision!r}; known: "
@@ -122,6 +126,7 @@ def retrain(
     exclude: str | None = None,
     review: bool = True,
     nproc: int = 1,
+    ema_decay: float = 0.0,
 ) -> dict[str, Any]:
     """The whole chain; returns dataset, model id, metrics, the gate's `decision` (and
     `promoted`), the FiftyOne review dataset (None when `review` is off) and the stages.
@@ -132,7 +137,7 @@ def retrain(
         generator=generator, generator_options=generator_options or {},
         pretrain_epochs=pretrain_epochs, gan_epochs=gan_epochs, batch_size=batch_size,
         device=device, precision=precision, coco_mirror=coco_mirror, exclude=exclude,
-        review=review, nproc=nproc)
+        review=review, nproc=nproc, ema_decay=ema_decay)
     dataset = prepare_data(source=config.source, sample_size=config.sample_size,
                            image_size=config.image_size, seed=config.seed,
                            coco_mirror=config.coco_mirror, exclude=config.exclude)
@@ -140,7 +145,8 @@ def retrain(
                     generator_options=config.generator_options,
                     pretrain_epochs=config.pretrain_epochs, gan_epochs=config.gan_epochs,
                     batch_size=config.batch_size, device=config.device,
-                    precision=config.precision, seed=config.seed, nproc=config.nproc)
+                    precision=config.precision, seed=config.seed, nproc=config.nproc,
+                    ema_decay=config.ema_decay)
     model_id = trained["model_id"]
     # Evaluated beside the champion as it stands now; the gate reuses that column.
     metrics = evaluate(model=model_id, dataset=dataset, device=config.device,

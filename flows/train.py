@@ -76,6 +76,7 @@ def train(
     gan_mode: str = DEFAULT_GAN_MODE,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     nproc: int = 1,
+    ema_decay: float = 0.0,
 ) -> dict[str, Any]:
     """Run `pretrain` then `gan` (either skipped with 0 epochs); returns both stages' results.
 
@@ -87,7 +88,8 @@ def train(
     common: dict[str, Any] = dict(
         generator=ModelSpec(generator, generator_options or {}),
         discriminator=ModelSpec(discriminator), batch_size=batch_size, device=device,
-        precision=precision, seed=seed, gan_mode=gan_mode, checkpoint_every=checkpoint_every)
+        precision=precision, seed=seed, gan_mode=gan_mode, checkpoint_every=checkpoint_every,
+        ema_decay=ema_decay)
     results: dict[str, Any] = {}
     parent = init_from
     for stage, epochs in (("pretrain", pretrain_epochs), ("gan", gan_epochs)):

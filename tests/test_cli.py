@@ -39,8 +39,9 @@ def test_prepare_train_evaluate_promote(fixture_photos, capsys):
     assert main(["prepare", str(fixture_photos), "--image-size", "16"]) == 0
     dataset = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["train", dataset, "--epochs", "1", "--batch-size", "16", "--generator", "unet",
-                 "--options", '{"num_downs": 3, "base_channels": 4}']) == 0
+                 "--options", '{"num_downs": 3, "base_channels": 4}', "--ema-decay", "0.5"]) == 0
     model_id = json.loads(capsys.readouterr().out)["model_id"]
+    assert versions.read_card(model_id)["training"]["ema_decay"] == 0.5
     assert main(["evaluate", model_id, "--dataset", dataset, "--no-review"]) == 0
     captured = capsys.readouterr()
     assert f"| metric | model: {model_id} (pretrain) | grayscale (ab = 0) |" in captured.out

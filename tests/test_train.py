@@ -127,12 +127,14 @@ def test_gan_starts_from_the_parent_weights_and_d_step_leaves_g_alone(tiny_model
     assert any(p.grad is not None for p in trainer.discriminator.parameters())
 
 
-@pytest.mark.parametrize("lr_decay_epochs", [0, 2])
-def test_killed_run_resumes_to_identical_weights(tiny_dataset, monkeypatch, lr_decay_epochs):
+@pytest.mark.parametrize("options", [{}, {"lr_decay_epochs": 2}, {"ema_decay": 0.9}],
+                         ids=["constant", "decay", "ema"])
+def test_killed_run_resumes_to_identical_weights(tiny_dataset, monkeypatch, options):
     """In-process crash after step 5; the subprocess SIGKILL test is in test_train_resume.
-    With a decaying rate the crash lands in a decayed epoch: the resumed run must set it."""
+    With a decaying rate the crash lands in a decayed epoch: the resumed run must set it.
+    With an EMA the saved weights are the average, which the checkpoint must carry."""
     config = TrainConfig(generator=TINY_GENERATOR, epochs=3, batch_size=8, seed=5,
-                         checkpoint_every=2, precision="fp32", lr_decay_epochs=lr_decay_epochs)
+                         checkpoint_every=2, precision="fp32", **options)
     reference = train_stage(config, dataset=tiny_dataset, run_name="reference")
 
     original_step, calls = Trainer.step, {"n": 0}

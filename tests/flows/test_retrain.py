@@ -98,3 +98,5 @@ def test_retrain_config_refuses_bad_input_before_any_work():
         RetrainConfig(source="photos", image_size=0)
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         RetrainConfig(source="photos", precision="fp8")
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+        RetrainConfig(source="photos", ema_decay=1.5)
