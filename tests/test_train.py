@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from support import TINY_GENERATOR
+from support import TINY_GENERATOR, weights_of
 
 from colorization import paths, storage, versions
 from colorization.constants import (
@@ -18,7 +18,6 @@ from colorization.constants import (
     GRID_NAME,
     HISTORY_NAME,
     LOSS_PLOT_NAME,
-    WEIGHTS_NAME,
 )
 from colorization.data import LoaderConfig, make_loader
 from colorization.devices import PRECISIONS
@@ -32,11 +31,6 @@ from colorization.train import (
     train_stage,
 )
 from colorization.trainer import GANLoss, Trainer
-
-
-def weights_of(result: dict) -> dict[str, torch.Tensor]:
-    raw = storage.read_bytes(storage.join(result["model_url"], WEIGHTS_NAME))
-    return torch.load(io.BytesIO(raw), weights_only=True)
 
 
 def assert_same_weights(a: dict, b: dict) -> None:

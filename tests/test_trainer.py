@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import TINY_GENERATOR
+from support import TINY_GENERATOR, weights_of
 
-from colorization import checkpoints, storage, versions
-from colorization.constants import WEIGHTS_NAME
+from colorization import checkpoints, versions
 from colorization.devices import PRECISIONS
 from colorization.distributed import DistContext
 from colorization.models import ModelSpec
@@ -44,8 +43,9 @@ def test_ema_is_the_running_average_of_the_weights_after_each_step():
     for step in range(3):
         t.step(*batch(step))
         after.append(snapshot(t.generator))
-    # Known answer: the first step copies G; each later one moves DECAY of the way to... G:
-    # ema_k = DECAY * ema_{k-1} + (1 - DECAY) * w_k, for weights and BatchNorm statistics.
+    # Known answer: the first step copies G; each later one keeps DECAY of the average and
+    # takes the rest from G: ema_k = DECAY * ema_{k-1} + (1 - DECAY) * w_k, for weights and
+    # BatchNorm statistics alike.
     ema = snapshot(t.exported_generator)
     for name, value in ema.items():
         w1, w2, w3 = (a[name] for a in after)
@@ -83,11 +83,6 @@ def test_ema_state_round_trips_through_the_checkpoint_state():
         assert torch.equal(snapshot(target.exported_generator)[name], value), name
 
 
-def weights_of(result: dict) -> dict[str, torch.Tensor]:
-    raw = storage.read_bytes(storage.join(result["model_url"], WEIGHTS_NAME))
-    return torch.load(io.BytesIO(raw), weights_only=True)
-
-
 def test_a_version_trained_with_ema_holds_the_average_not_g(tiny_dataset):
     config = TrainConfig(generator=TINY_GENERATOR, epochs=2, batch_size=8, seed=0,
                          precision="fp32", ema_decay=0.9)
@@ -96,13 +91,13 @@ def test_a_version_trained_with_ema_holds_the_average_not_g(tiny_dataset):
     with_ema, without = (train_stage(c, dataset=tiny_dataset) for c in (config, plain))
     last_ema, last_plain = (checkpoints.load_latest(Path(r["run_dir"]))["trainer"]
                             for r in (with_ema, without))
-    saved = weights_of(with_ema)
+    saved, saved_plain = weights_of(with_ema), weights_of(without)
     for name, value in saved.items():
         # Same seed, same batches: G itself took the same path in both runs ...
         assert torch.equal(last_ema["generator"][name], last_plain["generator"][name]), name
         # ... and each version holds what its run exports: the average, or G.
         assert torch.equal(value, last_ema["ema"][f"module.{name}"]), name
-        assert torch.equal(weights_of(without)[name], last_plain["generator"][name]), name
+        assert torch.equal(saved_plain[name], last_plain["generator"][name]), name
     assert any(not torch.equal(saved[k], last_plain["generator"][k]) for k in saved)
     card = versions.read_card(with_ema["model_id"])
     assert card["training"]["ema_decay"] == 0.9 and card["train_config"]["ema_decay"] == 0.9
