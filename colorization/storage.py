@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
@@ -105,10 +106,14 @@ class LocalBackend:
 
     def list_files(self, prefix: str) -> list[str]:
         root = self._path(prefix)
-        if not root.is_dir():
-            if root.exists():
-                raise NotADirectoryError(errno.ENOTDIR, "Not a folder", prefix)
-            raise FileNotFoundError(errno.ENOENT, "No such folder", prefix)
+        # One stat, not is_dir() then exists(): a folder created between those two calls (a
+        # writer's first file) read as "not a folder".
+        try:
+            mode = root.stat().st_mode
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, "No such folder", prefix) from None
+        if not S_ISDIR(mode):
+            raise NotADirectoryError(errno.ENOTDIR, "Not a folder", prefix)
         # file:// URLs are percent-encoded, so relative parts must be too to round-trip.
         encode = quote if "://" in prefix else str
 
